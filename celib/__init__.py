@@ -1,0 +1,28 @@
+"""celib: cross-entropy and its gradient, from the derivation to fused kernels.
+
+The NumPy reference (``celib.reference``) needs numpy alone and is the ground
+truth; the torch path lives in ``celib.torch_ops`` and is imported only when
+asked for, so ``import celib`` works without torch.
+"""
+
+from .gradcheck import numerical_grad
+from .reference import (
+    cross_entropy,
+    cross_entropy_grad,
+    log_softmax,
+    logsumexp,
+    softmax,
+    softmax_jacobian,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "cross_entropy",
+    "cross_entropy_grad",
+    "log_softmax",
+    "logsumexp",
+    "numerical_grad",
+    "softmax",
+    "softmax_jacobian",
+]

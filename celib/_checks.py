@@ -1,0 +1,133 @@
+"""Input checks shared by celib's NumPy reference and its torch path.
+
+Every check raises an error that names the offending value, its position or
+both shapes, so that a learner's mistake is never turned into a silent number.
+The helpers here work on NumPy arrays; the torch path calls them on small
+host-side summaries (shapes, dtypes, a few offending values) only.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+REDUCTIONS = ("none", "mean", "sum")
+
+
+def check_reduction(reduction):
+    if reduction not in REDUCTIONS:
+        raise ValueError(
+            f"reduction must be one of {REDUCTIONS}, got {reduction!r}"
+        )
+
+
+def check_label_smoothing(label_smoothing):
+    try:
+        value = float(label_smoothing)
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"label_smoothing must be a real number in [0, 1], got {label_smoothing!r}"
+        ) from None
+    if not 0.0 <= value <= 1.0:  # also rejects NaN
+        raise ValueError(
+            f"label_smoothing must be between 0.0 and 1.0, got {label_smoothing!r}"
+        )
+    return value
+
+
+def check_float_array(x, name):
+    """Return ``x`` as an ndarray of a real floating dtype, without copying."""
+    arr = np.asarray(x)
+    if not np.issubdtype(arr.dtype, np.floating):
+        raise TypeError(
+            f"{name} must hold floating-point numbers (float16, float32 or float64), "
+            f"got dtype {arr.dtype}"
+        )
+    return arr
+
+
+def compute_dtype(dtype):
+    """The dtype celib computes in: float32 for float16 and float32, else float64."""
+    return np.result_type(dtype, np.float32)
+
+
+def split_class_axis(logits):
+    """Shape bookkeeping of ``torch.nn.functional.cross_entropy``.
+
+    Logits are (C,), (N, C) or (N, C, d1, ..., dk); the class axis is 0 for a
+    1-D input and 1 otherwise. Returns the class axis and C.
+    """
+    if logits.ndim == 0:
+        raise ValueError("logits must have at least one dimension (the classes), got a scalar")
+    class_axis = 0 if logits.ndim == 1 else 1
+    return class_axis, logits.shape[class_axis]
+
+
+def target_kind(logits, target):
+    """'probabilities' when target has logits' shape, else 'indices' (torch's rule)."""
+    target = np.asarray(target)
+    if target.shape == logits.shape:
+        if not np.issubdtype(target.dtype, np.floating):
+            raise TypeError(
+                "target has the same shape as logits, so it is read as class "
+                f"probabilities and must be floating point; got dtype {target.dtype}"
+            )
+        return "probabilities"
+    class_axis, _ = split_class_axis(logits)
+    expected = logits.shape[:class_axis] + logits.shape[class_axis + 1:]
+    if target.shape != expected:
+        raise ValueError(
+            f"target of shape {target.shape} does not match logits of shape {logits.shape}: "
+            f"expected class indices of shape {expected} or probabilities of shape {logits.shape}"
+        )
+    if target.dtype == np.bool_ or not np.issubdtype(target.dtype, np.integer):
+        raise TypeError(
+            f"class-index targets must be integers, got dtype {target.dtype}"
+        )
+    return "indices"
+
+
+def check_class_indices(target, num_classes, ignore_index):
+    """Raise IndexError for the first index outside [0, C) that is not ignore_index."""
+    target = np.asarray(target)
+    bad = (target != ignore_index) & ((target < 0) | (target >= num_classes))
+    if bad.any():
+        position = tuple(int(i) for i in np.argwhere(bad)[0])
+        value = int(target[position])
+        raise IndexError(
+            f"target {value} at position {position} is out of bounds for {num_classes} "
+            f"classes (valid: 0 to {num_classes - 1}, or ignore_index={ignore_index})"
+        )
+
+
+def check_weight(weight, num_classes):
+    if weight is None:
+        return None
+    weight = check_float_array(weight, "weight")
+    if weight.shape != (num_classes,):
+        raise ValueError(
+            f"weight of shape {weight.shape} does not match logits with {num_classes} "
+            f"classes: expected shape ({num_classes},)"
+        )
+    return weight
+
+
+def check_probability_options(ignore_index):
+    if ignore_index >= 0:
+        raise ValueError(
+            f"ignore_index={ignore_index} is not supported for probability targets "
+            "(torch accepts only a negative ignore_index with floating-point targets)"
+        )
+
+
+def check_grad_output(grad_output, reduction, loss_shape):
+    """The upstream gradient: a scalar for 'mean'/'sum', the loss's shape for 'none'."""
+    if grad_output is None:
+        return None
+    arr = check_float_array(grad_output, "grad_output")
+    expected = loss_shape if reduction == "none" else ()
+    if arr.shape != expected:
+        raise ValueError(
+            f"grad_output of shape {arr.shape} does not match the loss of shape "
+            f"{expected} (reduction={reduction!r})"
+        )
+    return arr
