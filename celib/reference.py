@@ -54,7 +54,8 @@ def _shifted_exp(x, axis):
     """
     m = np.max(x, axis=axis, keepdims=True)
     m = np.where(np.isfinite(m), m, 0).astype(x.dtype)
-    e = np.subtract(x, m)      # a new array: the caller's x is never written
+    with np.errstate(over="ignore"):  # x - m below -max float is -inf, and exp(-inf) = 0
+        e = np.subtract(x, m)      # a new array: the caller's x is never written
     np.exp(e, out=e)
     S = np.sum(e, axis=axis, keepdims=True, dtype=np.float64)
     return m, e, S
@@ -98,9 +99,9 @@ def log_softmax(x, axis=-1):
     x = _checks.check_float_array(x, "x")
     xc = x.astype(_checks.compute_dtype(x.dtype), copy=False)
     m, _, S = _shifted_exp(xc, axis)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out = (xc - m) - np.log(S)
-    return out.astype(x.dtype)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        out = (xc - m) - np.log(S)   # below -max float: -inf, the correctly rounded value
+        return out.astype(x.dtype)
 
 
 def softmax(x, axis=-1):
@@ -171,11 +172,12 @@ class _IndexTarget:
         """a_{n, y_n}."""
         return self.onehot_coef + self.spread_coef * self.w_y
 
-    def loss(self, x, lse):
+    def loss(self, x, m, log_S):
         """sum_c a_nc (lse_n - x_nc), skipping classes with zero target."""
         x_y = x[self.rows, self.y].astype(np.float64)
-        loss = _times(self.onehot_coef, lse - x_y)
+        loss = _times(self.onehot_coef, log_S - (x_y - m))
         if np.any(self.spread_coef):
+            lse = m + log_S
             spread = np.where(self.w != 0, lse[:, None] - x, 0.0) @ self.w
             loss = loss + _times(self.spread_coef, spread)
         return np.where(self.keep, loss, 0.0)
@@ -205,7 +207,8 @@ class _ProbabilityTarget:
     def mass(self):
         return self.a.sum(axis=1)
 
-    def loss(self, x, lse):
+    def loss(self, x, m, log_S):
+        lse = m + log_S
         terms = np.where(self.a != 0, self.a * (lse[:, None] - x), 0.0)
         return terms.sum(axis=1)
 
@@ -263,10 +266,14 @@ class _Problem:
             out = loss.reshape(self.loss_shape)
         elif self.reduction == "sum":
             out = loss.sum()
-        else:  # mean: 0 / 0 = NaN for an empty batch or all targets ignored, as in torch
-            with np.errstate(invalid="ignore", divide="ignore"):
-                out = loss.sum() / self.target.mean_denominator()
-        return np.asarray(out).astype(self.dtype)
+        else:
+            # mean. A zero denominator (an empty batch, every target ignored, or every kept
+            # target of weight 0) leaves the mean undefined: NaN, as in torch, even where
+            # label smoothing makes the sum positive (torch adds the NLL's 0 / 0 to it).
+            denominator = self.target.mean_denominator()
+            out = loss.sum() / denominator if denominator != 0 else np.nan
+        with np.errstate(over="ignore"):   # beyond the dtype's range: inf, as torch
+            return np.asarray(out).astype(self.dtype)
 
     def scale(self, grad_output):
         """s_n = the upstream gradient divided by the reduction's denominator (float64)."""
@@ -277,8 +284,9 @@ class _Problem:
             return np.broadcast_to(g, self.loss_shape).reshape(M)
         if self.reduction == "sum":
             return np.full(M, g)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.full(M, g / self.target.mean_denominator())
+        # mean: NaN for a zero denominator, as the loss (ignored elements still get 0)
+        denominator = self.target.mean_denominator()
+        return np.full(M, g / denominator if denominator != 0 else np.nan)
 
     def unflatten(self, rows):
         """Inverse of the flattening: (M, C) back to logits' shape."""
@@ -343,8 +351,14 @@ def cross_entropy(logits, target, *, weight=None, ignore_index=-100, reduction="
     x = problem.x
     m, _, S = _shifted_exp(x, axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
-        lse = m[:, 0] + np.log(S[:, 0])                 # float64, one per row
-        loss = problem.target.loss(x, lse)
+        # lse_n = m_n + log S_n, kept as its two parts: the true class's term is formed
+        # as log S_n - (x_ny - m_n), so a confident row's loss (near 0) keeps its digits,
+        # which m_n + log S_n would round away in float64 when |m_n| is large
+        m, log_S = m[:, 0].astype(np.float64), np.log(S[:, 0])
+        loss = problem.target.loss(x, m, log_S)
+    # a row of logits that are all -inf has no softmax: NaN, as in torch, unless ignored
+    # (even where its effective target is all zero)
+    loss = np.where(np.isneginf(log_S) & problem.target.keep, np.nan, loss)
     return problem.reduce(loss)
 
 
@@ -372,7 +386,9 @@ def cross_entropy_grad(logits, target, *, weight=None, ignore_index=-100, reduct
         rounding of 1) the true class's entry p_y * A - a_y is formed as
         A * (p_y - 1) + (A - a_y) with p_y - 1 = -(sum of the other classes'
         exponentials) / S, so it keeps float32's relative accuracy where the
-        naive p_y - 1 would cancel to 0.
+        naive p_y - 1 would cancel to 0. (S is accumulated in float64, so this
+        holds for 1 - p_y down to about 1e-8; for float64 logits the relative
+        error is about 1e-16 / (1 - p_y), as in torch.)
 
     Raises
     ------
