@@ -5,9 +5,11 @@ truth; the torch path lives in ``celib.torch_ops`` and is imported only when
 asked for, so ``import celib`` works without torch.
 """
 
+from . import losses
 from .gradcheck import numerical_grad
 from .reference import (
     cross_entropy,
+    cross_entropy_and_grad,
     cross_entropy_grad,
     log_softmax,
     logsumexp,
@@ -19,6 +21,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "cross_entropy",
+    "cross_entropy_and_grad",
     "cross_entropy_grad",
     "log_softmax",
     "logsumexp",

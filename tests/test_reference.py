@@ -641,3 +641,25 @@ def test_numerical_grad_of_cross_entropy_float64():
     options = dict(weight=np.array([1.0, 0.5, 2.0, 0.0]), label_smoothing=0.2)
     numeric = celib.numerical_grad(lambda z: celib.cross_entropy(z, t, **options), x)
     np.testing.assert_allclose(celib.cross_entropy_grad(x, t, **options), numeric, rtol=1e-6, atol=1e-9)
+
+
+# ---------------------------------------------------------------------------
+# cross_entropy_and_grad: one softmax pass, bit-identical to the two calls
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("kind", ["indices", "probabilities"])
+def test_cross_entropy_and_grad_equals_the_two_calls(reduction, kind):
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(6, 5, 3)).astype(np.float32)
+    if kind == "indices":
+        t = rng.integers(0, 5, size=(6, 3))
+        t[0, 0] = -100
+    else:
+        t = rng.random((6, 5, 3))
+    options = dict(weight=rng.random(5), reduction=reduction, label_smoothing=0.1)
+    g = rng.normal(size=(6, 3)) if reduction == "none" else 0.5
+    loss, grad = celib.cross_entropy_and_grad(x, t, grad_output=g, **options)
+    np.testing.assert_array_equal(loss, celib.cross_entropy(x, t, **options))
+    np.testing.assert_array_equal(grad, celib.cross_entropy_grad(x, t, grad_output=g, **options))
+    assert loss.dtype == grad.dtype == np.float32
