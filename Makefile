@@ -10,12 +10,15 @@ STAMP  := $(VENV)/.celib-installed
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	# The CPU build of torch first, where no torch is present: a looser spec
-	# would pull a multi-GB CUDA build. The package itself asks for a range.
+	# torch first, pinned, where no torch is present: on this project's machines
+	# pip takes the CPU build of 2.13.0 from local disk, where a looser spec would
+	# pull a multi-GB CUDA build. The package itself asks for a range, which an
+	# installed torch (CPU or CUDA) satisfies, so nothing more is installed.
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q "torch==2.13.0"
 	$(BIN)/python -m pip install -q -e ".[torch,triton,book,test]"
 	touch $(STAMP)
 
+# Built from the repository root (the search dictionary and the tests assume it).
 book: $(STAMP)
 	$(BIN)/jupyter-book build . --builder html -W -n --keep-going
 	@echo "The book is in _build/html/index.html"

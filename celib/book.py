@@ -1,6 +1,7 @@
 """Set-up shared by the book's notebooks: print options, seeds, figures, device.
 
-Every notebook's second cell is::
+Every notebook's third cell (after the title and the Colab install cell, see
+CONTRIBUTING.md) is::
 
     import numpy as np
     import celib
@@ -9,6 +10,8 @@ Every notebook's second cell is::
     setup_notebook(LANG)
 
 so that printed numbers are identical on every machine (nbval compares them).
+This module imports numpy only; matplotlib (``celib.plotting``) and torch are
+imported inside ``setup_notebook`` when they are installed.
 """
 
 from __future__ import annotations

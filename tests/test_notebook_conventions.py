@@ -1,0 +1,157 @@
+"""Each chapter notebook follows CONTRIBUTING.md: the first three cells, stored outputs of a
+clean top-to-bottom run, no warnings stored, Taiwan usage in the Chinese prose.
+
+The Colab cell is compared with the one written in CONTRIBUTING.md itself, so the two
+cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from book_helpers import ROOT, load_notebook, notebooks, output_text, source, tags
+
+NOTEBOOKS = notebooks()
+PARAMS = [pytest.param(p, id=p.relative_to(ROOT / "chapters").as_posix()) for p in NOTEBOOKS] or [
+    pytest.param(None, marks=pytest.mark.skip(reason="no chapter notebook in chapters/en or "
+                                                     "chapters/zh yet"))]
+
+# Characters that exist only in Simplified Chinese (the pre-stop hook's list, less 入, which
+# is the same in both scripts: 輸入).
+SIMPLIFIED = set("损数传计络层权类标签据实现动态习题练码图为这个们时对与样过还没说应该问发开关"
+                 "机会从两义种点边间长么读写输")
+# Mainland terms written in Traditional characters (../shared/zh-style.md, right column).
+MAINLAND_TERMS = ["概率", "默認", "內存", "顯存", "鏈式法則", "歸一化", "接口", "代碼"]
+
+
+def _colab_cell_from_contributing():
+    text = (ROOT / "CONTRIBUTING.md").read_text(encoding="utf-8")
+    m = re.search(r"Cell 2[^\n]*\n\s*```python\n(.*?)\n\s*```", text, re.S)
+    assert m, "CONTRIBUTING.md no longer shows the Colab cell (Cell 2) in a ```python block"
+    return textwrap.dedent(m.group(1)).strip()
+
+
+def _is_glossary(path):
+    return "gloss" in path.stem.lower()
+
+
+def _lang(path):
+    return path.parent.name
+
+
+@pytest.mark.parametrize("path", PARAMS)
+def test_first_three_cells(path):
+    nb = load_notebook(path)
+    cells = nb["cells"]
+    assert len(cells) >= 3, f"{path.name}: fewer than three cells"
+    lang, other = _lang(path), {"en": "zh", "zh": "en"}[_lang(path)]
+
+    title = source(cells[0]).strip().splitlines()
+    assert cells[0]["cell_type"] == "markdown" and title, "cell 1 must be a markdown title"
+    number = re.match(r"(\d+)_", path.name)
+    if number:
+        assert re.match(rf"# {int(number.group(1))}\. \S", title[0]), (
+            f"cell 1 must start with '# {int(number.group(1))}. Title', not {title[0]!r}")
+    else:
+        assert re.match(r"# \S", title[0]), f"cell 1 must start with '# Title', not {title[0]!r}"
+    link = {"en": "[繁體中文版]", "zh": "[English version]"}[lang] + f"(../{other}/{path.name})"
+    assert link in source(cells[0]), f"cell 1 must link the counterpart: {link}"
+
+    colab = cells[1]
+    assert colab["cell_type"] == "code" and "colab-install" in tags(colab), (
+        "cell 2 must be the code cell tagged 'colab-install'")
+    assert source(colab).strip() == _colab_cell_from_contributing(), (
+        "cell 2 must be exactly the Colab cell of CONTRIBUTING.md")
+
+    setup = source(cells[2])
+    assert cells[2]["cell_type"] == "code", "cell 3 must be the set-up code cell"
+    for line in ("import numpy as np", "import celib", "from celib.book import setup_notebook",
+                 f'LANG = "{lang}"', "setup_notebook(LANG)"):
+        assert line in setup.splitlines(), f"the set-up cell (cell 3) lacks the line {line!r}"
+
+
+@pytest.mark.parametrize("path", PARAMS)
+def test_executed_in_order_with_outputs_stored(path):
+    nb = load_notebook(path)
+    counts = [c.get("execution_count") for c in nb["cells"]
+              if c["cell_type"] == "code" and source(c).strip()]
+    never = [i for i, n in enumerate(counts, 1) if n is None]
+    assert not never, (f"{path.name}: code cells {never} were never executed; run "
+                       f".venv/bin/python tools/execute_notebooks.py {path.relative_to(ROOT)}")
+    assert counts == list(range(1, len(counts) + 1)), (
+        f"{path.name}: execution counts {counts} are not 1, 2, 3, ... : re-run the notebook "
+        f"top to bottom in a fresh kernel (tools/execute_notebooks.py)")
+
+
+@pytest.mark.parametrize("path", PARAMS)
+def test_no_stderr_or_errors_stored(path):
+    nb = load_notebook(path)
+    bad = []
+    for i, cell in enumerate(nb["cells"], 1):
+        for o in cell.get("outputs", []):
+            if o["output_type"] == "stream" and o.get("name") == "stderr":
+                bad.append(f"cell {i} wrote to stderr: {output_text(o)[:200]!r}")
+            if o["output_type"] == "error" and "raises-exception" not in tags(cell):
+                bad.append(f"cell {i} raised {o.get('ename')}: {o.get('evalue')}")
+    assert not bad, f"{path.name}:\n" + "\n".join(bad)
+
+
+def _zh_prose(path):
+    nb = load_notebook(path)
+    return "\n".join(source(c) for c in nb["cells"] if c["cell_type"] == "markdown")
+
+
+ZH_PAGES = [p for p in NOTEBOOKS if _lang(p) == "zh" and not _is_glossary(p)]
+ZH_PAGES += sorted((ROOT / "chapters" / "zh").glob("*.md"))
+ZH_PARAMS = [pytest.param(p, id=p.relative_to(ROOT / "chapters").as_posix()) for p in ZH_PAGES
+             if not _is_glossary(p)]
+
+
+def _text(path):
+    return _zh_prose(path) if path.suffix == ".ipynb" else path.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("path", ZH_PARAMS)
+def test_no_simplified_characters_in_zh_prose(path):
+    text = _text(path)
+    bad = {}
+    for n, line in enumerate(text.splitlines(), 1):
+        chars = sorted(set(line) & SIMPLIFIED)
+        if chars:
+            bad[f"line {n}"] = f"{''.join(chars)}: {line.strip()[:60]}"
+    assert not bad, f"Simplified characters in {path.name} (markdown):\n" + json.dumps(
+        bad, ensure_ascii=False, indent=1)
+
+
+@pytest.mark.parametrize("path", ZH_PARAMS)
+def test_taiwan_terms_in_zh_prose(path):
+    text = _text(path)
+    used = [t for t in MAINLAND_TERMS if t in text]
+    assert not used, (f"{path.name}: mainland terms {used}; use the Taiwan terms of "
+                      f"shared/zh-style.md (only the glossary lists both)")
+
+
+def test_nbval_runs_kernels_in_the_notebook_folder(tmp_path):
+    """A notebook reading a file beside it passes under nbval run from another folder, as it
+    does under tools/execute_notebooks.py (nbval starts the kernel in the notebook's folder)."""
+    import nbformat
+
+    folder = tmp_path / "chapter"
+    folder.mkdir()
+    (folder / "beside.txt").write_text("found")
+    cell = nbformat.v4.new_code_cell("print(open('beside.txt').read())", execution_count=1)
+    cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text="found\n")]
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [cell]
+    nbformat.write(nb, folder / "probe.ipynb")
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts=",
+         "--nbval", "--nbval-current-env", "chapter/probe.ipynb"],
+        cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
