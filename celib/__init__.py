@@ -6,7 +6,7 @@ asked for, so ``import celib`` works without torch.
 """
 
 from . import losses
-from .gradcheck import numerical_grad
+from .gradcheck import Comparison, compare, numerical_grad, relative_error
 from .reference import (
     cross_entropy,
     cross_entropy_and_grad,
@@ -25,7 +25,10 @@ __all__ = [
     "cross_entropy_grad",
     "log_softmax",
     "logsumexp",
+    "Comparison",
+    "compare",
     "numerical_grad",
+    "relative_error",
     "softmax",
     "softmax_jacobian",
 ]
