@@ -21,6 +21,12 @@ def check_reduction(reduction):
 
 
 def check_label_smoothing(label_smoothing):
+    # a real scalar (bool, int and NumPy scalars included, as torch's float argument);
+    # a string or a sequence is a TypeError, not parsed
+    if isinstance(label_smoothing, (str, bytes)) or np.ndim(label_smoothing) != 0:
+        raise TypeError(
+            f"label_smoothing must be a real number in [0, 1], got {label_smoothing!r}"
+        )
     try:
         value = float(label_smoothing)
     except (TypeError, ValueError):
@@ -86,6 +92,20 @@ def target_kind(logits, target):
     return "indices"
 
 
+def check_ignore_index(ignore_index):
+    """An integer, Python's or NumPy's (not bool): torch's ``int ignore_index``.
+
+    A float, None or a string would be compared with the targets and silently ignore
+    nothing (or, for True, class 1); raise TypeError instead.
+    """
+    if isinstance(ignore_index, (bool, np.bool_)) or not isinstance(ignore_index, (int, np.integer)):
+        raise TypeError(
+            f"ignore_index must be an integer, got {ignore_index!r} "
+            f"of type {type(ignore_index).__name__}"
+        )
+    return int(ignore_index)
+
+
 def check_class_indices(target, num_classes, ignore_index):
     """Raise IndexError for the first index outside [0, C) that is not ignore_index."""
     target = np.asarray(target)
@@ -93,9 +113,10 @@ def check_class_indices(target, num_classes, ignore_index):
     if bad.any():
         position = tuple(int(i) for i in np.argwhere(bad)[0])
         value = int(target[position])
+        valid = f"0 to {num_classes - 1}, or " if num_classes else "none but "
         raise IndexError(
             f"target {value} at position {position} is out of bounds for {num_classes} "
-            f"classes (valid: 0 to {num_classes - 1}, or ignore_index={ignore_index})"
+            f"classes (valid: {valid}ignore_index={ignore_index})"
         )
 
 

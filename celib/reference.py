@@ -46,20 +46,43 @@ __all__ = [
 # ---------------------------------------------------------------------------
 
 def _shifted_exp(x, axis):
-    """Return e = exp(x - m) and S = sum(e) along ``axis`` (S in float64).
+    """Return m, e = exp(x - m) and S = sum(e) along ``axis`` (S in float64).
 
     m is the maximum along ``axis``, so every exponent is <= 0 and nothing
-    overflows; a slice whose maximum is not finite (all -inf, or +inf) is
-    shifted by 0 instead, which keeps torch's conventions: all -inf gives
-    lse = -inf, a +inf gives lse = +inf.
+    overflows. Two kinds of slice have no finite maximum, and keep torch's
+    conventions:
+
+    * all -inf, or empty (no classes): shifted by 0 instead, so S = 0 and
+      lse = log 0 = -inf, and the softmax 0 / 0 = NaN;
+    * holding +inf: shifted by m = +inf, so exp(inf - inf) = NaN makes S NaN
+      and the slice's softmax and log-softmax NaN throughout (torch's; the
+      limit would depend on how many entries are +inf). :func:`logsumexp`
+      returns +inf for it, as torch.
+    A NaN anywhere in a slice makes m, and so everything, NaN.
     """
-    m = np.max(x, axis=axis, keepdims=True)
-    m = np.where(np.isfinite(m), m, 0).astype(x.dtype)
-    with np.errstate(over="ignore"):  # x - m below -max float is -inf, and exp(-inf) = 0
-        e = np.subtract(x, m)      # a new array: the caller's x is never written
-    np.exp(e, out=e)
+    m = np.max(x, axis=axis, keepdims=True, initial=-np.inf)
+    m = np.where(np.isneginf(m), 0, m).astype(x.dtype)
+    with np.errstate(over="ignore", invalid="ignore"):  # x - m below -max float is -inf,
+        e = np.subtract(x, m)      # and exp(-inf) = 0; inf - inf is NaN (see above).
+    np.exp(e, out=e)               # e is a new array: the caller's x is never written
     S = np.sum(e, axis=axis, keepdims=True, dtype=np.float64)
     return m, e, S
+
+
+def _slices(x, axis, name):
+    """``x`` as a float array of at least one dimension, in the dtype celib computes in.
+
+    A 0-d ``x`` is one slice of one element (torch accepts axis 0 or -1 for it);
+    the caller reshapes the result back to (). Raises numpy's AxisError (an
+    IndexError and a ValueError) for an axis out of range.
+    """
+    x = _checks.check_float_array(x, name)
+    if x.ndim == 0:
+        if axis not in (0, -1):
+            raise np.exceptions.AxisError(axis, 0)
+        axis = 0
+    xc = np.atleast_1d(x).astype(_checks.compute_dtype(x.dtype), copy=False)
+    return x, xc, axis
 
 
 def logsumexp(x, axis=-1):
@@ -67,7 +90,7 @@ def logsumexp(x, axis=-1):
 
     Parameters
     ----------
-    x : array_like of float16, float32 or float64, any shape
+    x : array_like of float16, float32 or float64, any shape (0-d: ``axis`` 0 or -1)
     axis : int, default -1
 
     Returns
@@ -76,47 +99,47 @@ def logsumexp(x, axis=-1):
         Computed as m + log(sum(exp(x - m))) with m the maximum, in float32 for
         float16 inputs and with the sum accumulated in float64, so it is exact
         to rounding for any finite input, 1e4, 1e8 and values near the float32
-        maximum included. A slice of all -inf gives -inf; a +inf gives +inf.
+        maximum included. A slice of all -inf, or an empty one, gives -inf; a
+        +inf gives +inf; a NaN gives NaN (torch's conventions).
 
     Raises
     ------
     TypeError
         If ``x`` is not floating point.
     """
-    x = _checks.check_float_array(x, "x")
-    xc = x.astype(_checks.compute_dtype(x.dtype), copy=False)
+    x, xc, axis = _slices(x, axis, "x")
     m, _, S = _shifted_exp(xc, axis)
-    with np.errstate(divide="ignore"):  # log(0) = -inf for an all -inf slice
-        lse = m + np.log(S)
-    return np.squeeze(lse, axis=axis).astype(x.dtype)
+    with np.errstate(divide="ignore"):  # log(0) = -inf for an all -inf or empty slice
+        lse = np.where(np.isposinf(m), m, m + np.log(S))   # +inf: S is NaN (inf - inf)
+    return np.squeeze(lse, axis=axis).astype(x.dtype)   # () for a 0-d x
 
 
 def log_softmax(x, axis=-1):
     """Log-probabilities ``(x - m) - log(sum(exp(x - m)))`` along ``axis``.
 
     Same shape and dtype as ``x``; the shift by the maximum m keeps every
-    intermediate finite for finite input. Raises TypeError for non-float input.
+    intermediate finite for finite input. A slice holding +inf or NaN gives NaN,
+    as torch. Raises TypeError for non-float input.
     """
-    x = _checks.check_float_array(x, "x")
-    xc = x.astype(_checks.compute_dtype(x.dtype), copy=False)
+    x, xc, axis = _slices(x, axis, "x")
     m, _, S = _shifted_exp(xc, axis)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         out = (xc - m) - np.log(S)   # below -max float: -inf, the correctly rounded value
-        return out.astype(x.dtype)
+        return out.astype(x.dtype).reshape(x.shape)
 
 
 def softmax(x, axis=-1):
     """Probabilities ``exp(x - m) / sum(exp(x - m))`` along ``axis``.
 
     Same shape and dtype as ``x``. Finite input never overflows; a slice of all
-    -inf gives NaN, as in torch. Raises TypeError for non-float input.
+    -inf, or holding +inf or NaN, gives NaN, as in torch. Raises TypeError for
+    non-float input.
     """
-    x = _checks.check_float_array(x, "x")
-    xc = x.astype(_checks.compute_dtype(x.dtype), copy=False)
+    x, xc, axis = _slices(x, axis, "x")
     _, e, S = _shifted_exp(xc, axis)
     with np.errstate(divide="ignore", invalid="ignore"):
         out = e / S
-    return out.astype(x.dtype)
+    return out.astype(x.dtype).reshape(x.shape)
 
 
 def softmax_jacobian(x):
@@ -152,8 +175,8 @@ class _IndexTarget:
     This is ATen's ``cross_entropy_loss_label_smoothing``: the weighted NLL of
     the true class times (1 - eps), plus eps / C times the weighted sum of all
     classes' negative log-probabilities. w is all ones without class weights.
-    The sparse form (a coefficient for the one-hot, one for the spread) keeps
-    memory at O(N) instead of an N x C array.
+    The sparse form (a coefficient for the one-hot, one spread vector shared by
+    every kept row) keeps memory at O(N + C) instead of an N x C array.
     """
 
     def __init__(self, y, C, weight, ignore_index, eps, dtype):
@@ -162,36 +185,46 @@ class _IndexTarget:
         self.w = np.ones(C, np.float64) if weight is None else weight.astype(np.float64)
         self.w_y = np.where(self.keep, self.w[self.y], 0.0)
         self.onehot_coef = (1.0 - eps) * self.w_y   # alpha_n
-        self.spread_coef = np.where(self.keep, eps / C, 0.0)  # beta_n
+        # the spread (eps / C) w of every kept row; exactly 0 without smoothing, even for a
+        # class of weight NaN or inf that no row targets (0 * inf would poison every row)
+        self.spread = _times(eps / C if C else 0.0, self.w)
+        with np.errstate(over="ignore"):
+            self.spread_total = self.spread.sum()
         self.rows = np.arange(len(y))
 
     def mass(self):
         """A_n = sum_c a_nc."""
-        return self.onehot_coef + self.spread_coef * self.w.sum()
+        return self.onehot_coef + np.where(self.keep, self.spread_total, 0.0)
 
-    def at_target(self):
-        """a_{n, y_n}."""
-        return self.onehot_coef + self.spread_coef * self.w_y
+    def off_target(self):
+        """A_n - a_{n, y_n} = the spread over the other classes, without cancellation."""
+        return np.where(self.keep, self.spread_total - self.spread[self.y], 0.0)
 
     def loss(self, x, m, log_S):
-        """sum_c a_nc (lse_n - x_nc), skipping classes with zero target."""
+        """sum_c a_nc (lse_n - x_nc), skipping classes with zero target.
+
+        lse_n - x_nc is formed as log S_n - (x_nc - m_n): m_n + log S_n would round
+        away log S_n when |m_n| is large (logits near the float maximum).
+        """
         x_y = x[self.rows, self.y].astype(np.float64)
         loss = _times(self.onehot_coef, log_S - (x_y - m))
-        if np.any(self.spread_coef):
-            lse = m + log_S
-            spread = np.where(self.w != 0, lse[:, None] - x, 0.0) @ self.w
-            loss = loss + _times(self.spread_coef, spread)
+        if np.any(self.spread):
+            with np.errstate(over="ignore", invalid="ignore"):
+                minus_log_p = log_S[:, None] - (x - m[:, None])
+                spread = np.where(self.spread != 0, minus_log_p, 0.0) @ self.spread
+            loss = loss + np.where(self.keep, spread, 0.0)
         return np.where(self.keep, loss, 0.0)
 
     def subtract_from(self, grad, scale):
-        """grad -= scale * a, in place."""
-        if np.any(self.spread_coef):
-            grad -= ((scale * self.spread_coef)[:, None] * self.w).astype(grad.dtype)
+        """grad -= scale * a, in place (ignored rows are zeroed afterwards)."""
+        if np.any(self.spread):
+            grad -= (scale[:, None] * self.spread).astype(grad.dtype)
         grad[self.rows, self.y] -= (scale * self.onehot_coef).astype(grad.dtype)
 
     def mean_denominator(self):
         """Sum of the true classes' weights over kept targets (the count without weights)."""
-        return self.w_y.sum()
+        with np.errstate(over="ignore"):   # weights near the float maximum: inf
+            return self.w_y.sum()
 
 
 class _ProbabilityTarget:
@@ -202,28 +235,34 @@ class _ProbabilityTarget:
 
     def __init__(self, q, C, weight, eps):
         w = 1.0 if weight is None else weight.astype(np.float64)
-        self.a = ((1.0 - eps) * q.astype(np.float64) + eps / C) * w
+        self.a = ((1.0 - eps) * q.astype(np.float64) + (eps / C if C else 0.0)) * w
         self.keep = np.ones(len(q), bool)  # no ignore_index for probabilities
 
     def mass(self):
-        return self.a.sum(axis=1)
+        with np.errstate(over="ignore"):
+            return self.a.sum(axis=1)
 
     def loss(self, x, m, log_S):
-        lse = m + log_S
-        terms = np.where(self.a != 0, self.a * (lse[:, None] - x), 0.0)
-        return terms.sum(axis=1)
+        """sum_c a_nc (log S_n - (x_nc - m_n)), skipping classes with zero target."""
+        with np.errstate(over="ignore", invalid="ignore"):
+            terms = np.where(self.a != 0, self.a * (log_S[:, None] - (x - m[:, None])), 0.0)
+            return terms.sum(axis=1)
 
     def subtract_from(self, grad, scale):
         grad -= (scale[:, None] * self.a).astype(grad.dtype)
 
     def mean_denominator(self):
-        """The number of elements N * d1 * ... * dk, whatever the weights."""
-        return float(len(self.a))
+        """The number of elements N * d1 * ... * dk, whatever the weights.
+
+        With no classes (C = 0) there is no distribution to average: 0, so the mean
+        is NaN, as torch (which returns NaN for the mean of an empty input).
+        """
+        return float(self.a.shape[0]) if self.a.shape[1] else 0.0
 
 
 def _times(coef, value):
-    """coef * value, but exactly 0 where coef is 0 (even if value is inf)."""
-    with np.errstate(invalid="ignore"):
+    """coef * value, but exactly 0 where coef is 0 (even if value is inf); inf beyond the range."""
+    with np.errstate(invalid="ignore", over="ignore"):
         return np.where(coef != 0, coef * value, 0.0)
 
 
@@ -242,23 +281,26 @@ class _Problem:
         kind = _checks.target_kind(logits, target)
         target = np.asarray(target)
         weight = _checks.check_weight(weight, C)
+        ignore_index = _checks.check_ignore_index(ignore_index)
 
         self.dtype = logits.dtype
         self.reduction = reduction
         self.class_axis = class_axis
         self.shape = logits.shape
         self.loss_shape = logits.shape[:class_axis] + logits.shape[class_axis + 1:]
-        # rows: move the class axis last and flatten everything else
+        # rows: move the class axis last and flatten everything else into M rows
+        # (M given explicitly: reshape(-1, 0) cannot infer it when C = 0)
+        M = int(np.prod(self.loss_shape))
         rows = np.moveaxis(logits, class_axis, -1)
         self.moved_shape = rows.shape
-        self.x = rows.reshape(-1, C).astype(_checks.compute_dtype(self.dtype), copy=False)
+        self.x = rows.reshape(M, C).astype(_checks.compute_dtype(self.dtype), copy=False)
 
         if kind == "indices":
             _checks.check_class_indices(target, C, ignore_index)
-            self.target = _IndexTarget(target.reshape(-1), C, weight, ignore_index, eps, self.dtype)
+            self.target = _IndexTarget(target.reshape(M), C, weight, ignore_index, eps, self.dtype)
         else:
             _checks.check_probability_options(ignore_index)
-            q = np.moveaxis(target, class_axis, -1).reshape(-1, C)
+            q = np.moveaxis(target, class_axis, -1).reshape(M, C)
             self.target = _ProbabilityTarget(q, C, weight, eps)
 
     def reduce(self, loss):
@@ -266,13 +308,15 @@ class _Problem:
         if self.reduction == "none":
             out = loss.reshape(self.loss_shape)
         elif self.reduction == "sum":
-            out = loss.sum()
+            with np.errstate(over="ignore", invalid="ignore"):  # inf, or inf - inf = NaN
+                out = loss.sum()
         else:
             # mean. A zero denominator (an empty batch, every target ignored, or every kept
             # target of weight 0) leaves the mean undefined: NaN, as in torch, even where
             # label smoothing makes the sum positive (torch adds the NLL's 0 / 0 to it).
             denominator = self.target.mean_denominator()
-            out = loss.sum() / denominator if denominator != 0 else np.nan
+            with np.errstate(over="ignore", invalid="ignore"):  # inf / inf = NaN, as torch
+                out = loss.sum() / denominator if denominator != 0 else np.nan
         with np.errstate(over="ignore"):   # beyond the dtype's range: inf, as torch
             return np.asarray(out).astype(self.dtype)
 
@@ -287,7 +331,8 @@ class _Problem:
             return np.full(M, g)
         # mean: NaN for a zero denominator, as the loss (ignored elements still get 0)
         denominator = self.target.mean_denominator()
-        return np.full(M, g / denominator if denominator != 0 else np.nan)
+        with np.errstate(over="ignore", invalid="ignore"):  # a subnormal or infinite total
+            return np.full(M, g / denominator if denominator != 0 else np.nan)
 
     def unflatten(self, rows):
         """Inverse of the flattening: (M, C) back to logits' shape."""
@@ -426,15 +471,17 @@ def _loss_and_grad(problem, grad_output=None, with_grad=True):
     x, a = problem.x, problem.target
     m, e, S = _shifted_exp(x, axis=1)                   # e = exp(x - m), one N x C buffer
     m, S = m[:, 0].astype(np.float64), S[:, 0]
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # beyond max float: inf
         # lse_n = m_n + log S_n, kept as its two parts: the true class's term is formed
         # as log S_n - (x_ny - m_n), so a confident row's loss (near 0) keeps its digits,
         # which m_n + log S_n would round away in float64 when |m_n| is large
         log_S = np.log(S)
         loss = a.loss(x, m, log_S)
-    # a row of logits that are all -inf has no softmax: NaN, as in torch, unless ignored
-    # (even where its effective target is all zero)
-    loss = np.where(np.isneginf(log_S) & a.keep, np.nan, loss)
+    # a row with no softmax (all -inf logits: S = 0; a +inf or a NaN: S is NaN) gets NaN,
+    # as in torch, unless ignored (even where its effective target is all zero). A row of
+    # no classes (C = 0) is an empty sum instead: 0, as torch.
+    if x.shape[1]:
+        loss = np.where(~np.isfinite(log_S) & a.keep, np.nan, loss)
     if not with_grad:
         return problem.reduce(loss), None
 
@@ -444,11 +491,12 @@ def _loss_and_grad(problem, grad_output=None, with_grad=True):
     grad = e
     if isinstance(a, _IndexTarget):
         e_y = grad[a.rows, a.y].astype(np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         grad *= (s * A / S).astype(grad.dtype)[:, None]  # s * p * A
         a.subtract_from(grad, s)                         # - s * a
         if isinstance(a, _IndexTarget):
-            # the true class without cancellation: p_y A - a_y = A (p_y - 1) + (A - a_y)
-            grad[a.rows, a.y] = s * (A * (e_y - S) / S + (A - a.at_target()))
-    grad[~a.keep] = 0                                    # ignored: exactly zero
-    return problem.reduce(loss), problem.unflatten(grad).astype(problem.dtype, copy=False)
+            # the true class without cancellation: p_y A - a_y = A (p_y - 1) + (A - a_y),
+            # with p_y - 1 = (e_y - S) / S and A - a_y the spread over the other classes
+            grad[a.rows, a.y] = s * (A * ((e_y - S) / S) + a.off_target())
+        grad[~a.keep] = 0                                # ignored: exactly zero
+        return problem.reduce(loss), problem.unflatten(grad).astype(problem.dtype, copy=False)
