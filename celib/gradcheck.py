@@ -35,15 +35,24 @@ def numerical_grad(f, x, eps=1e-6):
 
     Raises
     ------
+    TypeError
+        If ``eps`` is not a real number, or f returns something that is not a number.
     ValueError
-        If ``eps`` is not positive and finite, or f does not return a scalar.
+        If ``eps`` is not positive and finite, if it is too small to move an
+        entry of x (x + eps == x in float64: the difference would be 0), or if
+        f does not return a scalar.
     """
+    if isinstance(eps, (bool, np.bool_)) or not isinstance(eps, (int, float, np.integer, np.floating)):
+        raise TypeError(f"eps must be a real number, got {eps!r}")
     if not (np.isfinite(eps) and eps > 0):
         raise ValueError(f"eps must be a positive finite step, got {eps!r}")
     point = np.array(x, dtype=np.float64)  # a copy
     grad = np.empty_like(point)
     for i in np.ndindex(point.shape):
         saved = point[i]
+        if saved + eps == saved or saved - eps == saved:
+            raise ValueError(f"eps={eps!r} is below the resolution of x at index {i} "
+                             f"(x = {saved!r}): x + eps == x in float64")
         point[i] = saved + eps
         f_plus = _scalar(f(point.copy()))
         point[i] = saved - eps
@@ -54,7 +63,12 @@ def numerical_grad(f, x, eps=1e-6):
 
 
 def _scalar(value):
-    arr = np.asarray(value, dtype=np.float64)
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"f must return a real scalar, got {value!r}") from None
+    if value is None:
+        raise TypeError("f must return a real scalar, got None")
     if arr.shape != ():
         raise ValueError(f"f must return a scalar, got an array of shape {arr.shape}")
     return float(arr)

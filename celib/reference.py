@@ -421,10 +421,9 @@ def cross_entropy_grad(logits, target, *, weight=None, ignore_index=-100, reduct
         Ignored elements get exactly 0. For a confident row (p_y within
         rounding of 1) the true class's entry p_y * A - a_y is formed as
         A * (p_y - 1) + (A - a_y) with p_y - 1 = -(sum of the other classes'
-        exponentials) / S, so it keeps float32's relative accuracy where the
-        naive p_y - 1 would cancel to 0. (S is accumulated in float64, so this
-        holds for 1 - p_y down to about 1e-8; for float64 logits the relative
-        error is about 1e-16 / (1 - p_y), as in torch.)
+        exponentials) / S, that sum taken on its own, so the entry keeps the
+        relative accuracy of the input's precision at any margin, where the
+        naive p_y - 1 (torch's) cancels to 0 once 1 - p_y is below rounding.
 
     Raises
     ------
@@ -490,13 +489,18 @@ def _loss_and_grad(problem, grad_output=None, with_grad=True):
     A = a.mass()                                        # A_n = sum_c a_nc, float64
     grad = e
     if isinstance(a, _IndexTarget):
+        # p_y - 1 = -(sum of the other classes' e) / S, that sum taken on its own: S - e_y
+        # would cancel for a confident row (p_y within rounding of 1) and lose every digit
         e_y = grad[a.rows, a.y].astype(np.float64)
+        grad[a.rows, a.y] = 0
+        others = np.sum(grad, axis=1, dtype=np.float64)
+        grad[a.rows, a.y] = e_y
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         grad *= (s * A / S).astype(grad.dtype)[:, None]  # s * p * A
         a.subtract_from(grad, s)                         # - s * a
         if isinstance(a, _IndexTarget):
             # the true class without cancellation: p_y A - a_y = A (p_y - 1) + (A - a_y),
-            # with p_y - 1 = (e_y - S) / S and A - a_y the spread over the other classes
-            grad[a.rows, a.y] = s * (A * ((e_y - S) / S) + a.off_target())
+            # with A - a_y the spread over the other classes
+            grad[a.rows, a.y] = s * (A * (-others / S) + a.off_target())
         grad[~a.keep] = 0                                # ignored: exactly zero
         return problem.reduce(loss), problem.unflatten(grad).astype(problem.dtype, copy=False)

@@ -487,6 +487,23 @@ def test_confident_rows_float32_gradient_is_accurate(margin):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("margin", [20.0, 30.0, 40.0, 60.0, 80.0])  # e^-80: still a normal float32
+def test_confident_rows_at_any_margin(dtype, margin):
+    """Beyond the margins where float64 itself cancels (1 - p_y below 1e-16), the true
+    class's gradient still has the input's relative accuracy: compared with the exact
+    value -(C - 1) e^-margin / (1 + (C - 1) e^-margin) of a row [margin, 0, ..., 0]."""
+    C = 7
+    x = np.zeros((1, C), dtype)
+    x[0, 0] = margin
+    exact = -(C - 1) * np.exp(-margin) / (1 + (C - 1) * np.exp(-margin))
+    grad = celib.cross_entropy_grad(x, np.array([0]))
+    rtol = 4 * np.finfo(dtype).eps
+    np.testing.assert_allclose(grad[0, 0], exact, rtol=rtol)
+    np.testing.assert_allclose(grad[0, 1:], np.exp(-margin) / (1 + (C - 1) * np.exp(-margin)),
+                               rtol=rtol)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("scale", [1e4, 1e8, 3e38])
 def test_huge_logits(dtype, scale):
     x = (np.array([[1.0, -0.5, 0.25], [-1.0, 1.0, 0.999]]) * scale).astype(dtype)
