@@ -489,12 +489,16 @@ def _loss_and_grad(problem, grad_output=None, with_grad=True):
     A = a.mass()                                        # A_n = sum_c a_nc, float64
     grad = e
     if isinstance(a, _IndexTarget):
-        # p_y - 1 = -(sum of the other classes' e) / S, that sum taken on its own: S - e_y
-        # would cancel for a confident row (p_y within rounding of 1) and lose every digit
+        # p_y - 1 = -(sum of the other classes' e) / S. S - e_y gives that sum exactly
+        # enough while p_y <= 1/2; in a confident row (p_y near 1) it would cancel and lose
+        # every digit, so there the other classes are summed on their own
         e_y = grad[a.rows, a.y].astype(np.float64)
-        grad[a.rows, a.y] = 0
-        others = np.sum(grad, axis=1, dtype=np.float64)
-        grad[a.rows, a.y] = e_y
+        others = S - e_y
+        confident = np.flatnonzero(e_y > 0.5 * S)
+        if confident.size:
+            rows = grad[confident]                       # a copy of the confident rows
+            rows[np.arange(confident.size), a.y[confident]] = 0
+            others[confident] = np.sum(rows, axis=1, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         grad *= (s * A / S).astype(grad.dtype)[:, None]  # s * p * A
         a.subtract_from(grad, s)                         # - s * a
