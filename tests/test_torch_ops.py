@@ -1,0 +1,311 @@
+"""celib.torch_ops.cross_entropy (torch backend) against torch and against the NumPy reference."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="celib.torch_ops needs torch")
+F = torch.nn.functional
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from celib import reference  # noqa: E402
+from celib.torch_ops import cross_entropy  # noqa: E402
+
+
+# ---------------------------------------------------------------------------
+# a property space: shapes, kinds of target and every option, in float64
+# ---------------------------------------------------------------------------
+
+@st.composite
+def problems(draw):
+    ndim = draw(st.sampled_from([1, 2, 2, 3]))
+    C = draw(st.integers(1, 6))
+    if ndim == 1:
+        shape = (C,)
+    elif ndim == 2:
+        shape = (draw(st.integers(0, 5)), C)
+    else:
+        shape = (draw(st.integers(1, 3)), C, draw(st.integers(1, 3)))
+    seed = draw(st.integers(0, 2**31 - 1))
+    rng = np.random.default_rng(seed)
+    scale = draw(st.sampled_from([1.0, 5.0, 30.0]))
+    logits = rng.normal(size=shape) * scale
+    loss_shape = shape[:1] + shape[2:] if ndim > 1 else ()
+    kind = draw(st.sampled_from(["indices", "indices", "probabilities"]))
+    if kind == "indices":
+        ignore_index = draw(st.sampled_from([-100, 0, C - 1, -1]))
+        target = rng.integers(0, C, size=loss_shape)
+        ignored = rng.random(size=loss_shape) < draw(st.sampled_from([0.0, 0.3, 1.0]))
+        target = np.where(ignored, ignore_index, target)
+    else:
+        ignore_index = -100
+        target = rng.random(size=shape)
+        if draw(st.booleans()):  # a proper distribution, or any non-negative numbers
+            target = target / target.sum(axis=0 if ndim == 1 else 1, keepdims=True)
+    weight = None
+    if draw(st.booleans()):
+        weight = rng.random(C) * 2
+        if C > 1 and draw(st.booleans()):
+            weight[rng.integers(0, C)] = 0.0
+    return dict(
+        logits=logits, target=target, weight=weight, ignore_index=ignore_index,
+        reduction=draw(st.sampled_from(["mean", "sum", "none"])),
+        label_smoothing=draw(st.sampled_from([0.0, 0.0, 0.1, 0.7, 1.0])),
+        grad_output=rng.normal(size=loss_shape),
+    )
+
+
+def _torch_inputs(p, dtype=torch.float64):
+    x = torch.tensor(p["logits"], dtype=dtype, requires_grad=True)
+    t = torch.tensor(p["target"])
+    if t.is_floating_point():
+        t = t.to(dtype)
+    w = None if p["weight"] is None else torch.tensor(p["weight"], dtype=dtype)
+    return x, t, w
+
+
+def _options(p):
+    return dict(weight=None, ignore_index=p["ignore_index"], reduction=p["reduction"],
+                label_smoothing=p["label_smoothing"])
+
+
+def _upstream(p, loss):
+    g = np.asarray(p["grad_output"]) if p["reduction"] == "none" else np.asarray(1.7)
+    return torch.tensor(g, dtype=loss.dtype).reshape(loss.shape)
+
+
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(problems())
+def test_matches_torch_and_reference(p):
+    opts = _options(p)
+    x, t, w = _torch_inputs(p)
+    loss = cross_entropy(x, t, **{**opts, "weight": w}, backend="torch")
+    g = _upstream(p, loss)
+    (grad,) = torch.autograd.grad(loss, x, g)
+
+    x2, t2, w2 = _torch_inputs(p)
+    expected = F.cross_entropy(x2, t2, **{**opts, "weight": w2})
+    (expected_grad,) = torch.autograd.grad(expected, x2, g)
+    assert loss.shape == expected.shape and loss.dtype == expected.dtype
+    # a zero 'mean' denominator gives NaN in torch, the reference and celib alike
+    torch.testing.assert_close(loss, expected, rtol=1e-10, atol=1e-10, equal_nan=True)
+    torch.testing.assert_close(grad, expected_grad, rtol=1e-9, atol=1e-10, equal_nan=True)
+
+    np_opts = {**opts, "weight": p["weight"]}
+    ref = reference.cross_entropy(p["logits"], p["target"], **np_opts)
+    ref_grad = reference.cross_entropy_grad(p["logits"], p["target"], **np_opts,
+                                            grad_output=g.numpy())
+    np.testing.assert_allclose(loss.detach().numpy(), ref, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(grad.numpy(), ref_grad, rtol=1e-9, atol=1e-10)
+
+
+# ---------------------------------------------------------------------------
+# gradcheck in float64
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("case", [
+    dict(shape=(4, 5), kind="indices", weight=True, eps=0.2, reduction="mean"),
+    dict(shape=(4, 5), kind="indices", weight=False, eps=0.0, reduction="none"),
+    dict(shape=(2, 3, 4), kind="indices", weight=True, eps=0.1, reduction="sum"),
+    dict(shape=(5,), kind="indices", weight=False, eps=0.3, reduction="mean"),
+    dict(shape=(3, 4), kind="probabilities", weight=True, eps=0.1, reduction="mean"),
+    dict(shape=(2, 4, 3), kind="probabilities", weight=False, eps=0.0, reduction="none"),
+])
+def test_gradcheck_float64(case):
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(case["shape"], dtype=torch.float64, generator=gen, requires_grad=True)
+    C = case["shape"][0 if len(case["shape"]) == 1 else 1]
+    loss_shape = case["shape"][:1] + case["shape"][2:] if len(case["shape"]) > 1 else ()
+    w = torch.rand(C, dtype=torch.float64, generator=gen) + 0.1 if case["weight"] else None
+    if case["kind"] == "indices":
+        t = torch.randint(0, C, loss_shape, generator=gen)
+        if t.dim():
+            t.view(-1)[0] = -100
+        inputs = (x,)
+
+        def f(x):
+            return cross_entropy(x, t, weight=w, reduction=case["reduction"],
+                                 label_smoothing=case["eps"], backend="torch")
+    else:
+        t = torch.rand(case["shape"], dtype=torch.float64, generator=gen, requires_grad=True)
+        inputs = (x, t)
+
+        def f(x, t):
+            return cross_entropy(x, t, weight=w, reduction=case["reduction"],
+                                 label_smoothing=case["eps"], backend="torch")
+    assert torch.autograd.gradcheck(f, inputs)
+
+
+# ---------------------------------------------------------------------------
+# lower precision, edges, deviations
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 2e-6), (torch.float16, 2e-3),
+                                       (torch.bfloat16, 1.6e-2)])
+def test_low_precision_against_float64_reference(dtype, tol):
+    rng = np.random.default_rng(1)
+    x64 = rng.normal(size=(7, 13)) * 4
+    y = rng.integers(0, 13, size=7)
+    y[2] = -100
+    w = rng.random(13) + 0.5
+    x = torch.tensor(x64, dtype=dtype).requires_grad_()
+    xr = x.detach().double().numpy()  # the reference sees the rounded inputs
+    for reduction in ["mean", "sum", "none"]:
+        loss = cross_entropy(x, torch.tensor(y), weight=torch.tensor(w, dtype=dtype),
+                             reduction=reduction, label_smoothing=0.1, backend="torch")
+        assert loss.dtype == dtype
+        g = torch.ones(loss.shape, dtype=dtype)
+        (grad,) = torch.autograd.grad(loss, x, g)
+        wr = torch.tensor(w, dtype=dtype).double().numpy()
+        ref = reference.cross_entropy(xr, y, weight=wr, reduction=reduction, label_smoothing=0.1)
+        ref_grad = reference.cross_entropy_grad(xr, y, weight=wr, reduction=reduction,
+                                                label_smoothing=0.1)
+        np.testing.assert_allclose(loss.detach().double().numpy(), ref, rtol=tol, atol=tol)
+        np.testing.assert_allclose(grad.double().numpy(), ref_grad, rtol=tol, atol=tol)
+
+
+def test_minus_inf_logits_with_zero_target_give_zero_loss():
+    """The reference's deliberate deviation: torch gives NaN here (0 * inf)."""
+    x = torch.tensor([[0.0, -np.inf, 1.0], [2.0, 0.5, -np.inf]], dtype=torch.float64,
+                     requires_grad=True)
+    y = torch.tensor([0, 1])
+    w = torch.tensor([1.0, 2.0, 0.0], dtype=torch.float64)
+    for kw in [dict(), dict(weight=w, label_smoothing=0.2)]:
+        loss = cross_entropy(x, y[:1].expand(2) * 0, reduction="none", **kw, backend="torch")
+        np_kw = {k: (v.numpy() if isinstance(v, torch.Tensor) else v) for k, v in kw.items()}
+        ref = reference.cross_entropy(x.detach().numpy(), np.array([0, 0]), reduction="none",
+                                      **np_kw)
+        np.testing.assert_allclose(loss.detach().numpy(), ref)
+    # probability targets with a zero where the logit is -inf
+    q = torch.tensor([[0.5, 0.0, 0.5], [1.0, 0.0, 0.0]], dtype=torch.float64)
+    loss = cross_entropy(x, q, reduction="none", backend="torch")
+    assert torch.isfinite(loss).all()
+    np.testing.assert_allclose(loss.detach().numpy(),
+                               reference.cross_entropy(x.detach().numpy(), q.numpy(),
+                                                       reduction="none"))
+    (grad,) = torch.autograd.grad(loss.sum(), x)
+    np.testing.assert_allclose(grad.numpy(), reference.cross_entropy_grad(
+        x.detach().numpy(), q.numpy(), reduction="sum"))
+
+
+def _true_class_grad64(x, y):
+    """p_y - 1 = -(sum of the other classes' exp(x_c - m)) / S, in float64 without cancellation."""
+    e = np.exp(x - x.max())
+    return -(e.sum() - e[y]) / e.sum() if e[y] != 1 else -np.delete(e, y).sum() / e.sum()
+
+
+def test_confident_row_true_class_gradient_is_accurate_in_float32():
+    x64 = np.array([[30.0, 0.0, -5.0, 1.0], [0.0, 25.0, 3.0, -1.0]])
+    y = np.array([0, 1])
+    x = torch.tensor(x64, dtype=torch.float32, requires_grad=True)
+    loss = cross_entropy(x, torch.tensor(y), reduction="sum", backend="torch")
+    (grad,) = torch.autograd.grad(loss, x)
+    for n in range(2):
+        g, e = float(grad[n, y[n]]), _true_class_grad64(x64[n], y[n])
+        assert e != 0 and g != 0
+        assert abs(g - e) <= 1e-5 * abs(e), (g, e)
+
+
+def test_all_ignored_and_empty():
+    x = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+    y = torch.full((3,), -100)
+    loss = cross_entropy(x, y, backend="torch")
+    assert torch.isnan(loss)
+    (grad,) = torch.autograd.grad(loss, x)
+    assert torch.equal(grad, torch.zeros_like(grad))
+    assert cross_entropy(x, y, reduction="sum", backend="torch").item() == 0.0
+    empty = torch.zeros(0, 4, dtype=torch.float64)
+    assert torch.isnan(cross_entropy(empty, torch.zeros(0, dtype=torch.long)))
+    assert cross_entropy(empty, torch.zeros(0, dtype=torch.long), reduction="none").shape == (0,)
+
+
+def test_ignored_row_of_all_minus_inf_has_zero_gradient():
+    x = torch.tensor([[-np.inf, -np.inf], [0.0, 1.0]], requires_grad=True)
+    loss = cross_entropy(x, torch.tensor([-100, 1]), backend="torch")
+    (grad,) = torch.autograd.grad(loss, x)
+    assert torch.equal(grad[0], torch.zeros(2))
+    assert torch.isfinite(grad).all()
+
+
+# ---------------------------------------------------------------------------
+# the caller's tensors, what is saved, errors, backends
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["indices", "probabilities"])
+def test_callers_tensors_unchanged(kind):
+    x = torch.randn(4, 6, 2, requires_grad=True)
+    t = torch.randint(0, 6, (4, 2)) if kind == "indices" else torch.rand(4, 6, 2)
+    w = torch.rand(6)
+    copies = [v.detach().clone() for v in (x, t, w)]
+    versions = [v._version for v in (x, t, w)]
+    loss = cross_entropy(x, t, weight=w, label_smoothing=0.1, reduction="none", backend="torch")
+    loss.backward(torch.randn(loss.shape))
+    for v, c, ver in zip((x, t, w), copies, versions):
+        assert torch.equal(v.detach(), c) and v._version == ver
+
+
+def test_saves_one_lse_per_row_not_log_probabilities():
+    x = torch.randn(64, 100, requires_grad=True)
+    y = torch.randint(0, 100, (64,))
+    saved = []
+
+    def pack(t):
+        saved.append(t)
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        cross_entropy(x, y, backend="torch")
+    big = [t for t in saved if t.numel() >= x.numel()]
+    assert all(t.data_ptr() == x.data_ptr() for t in big), "saved an M x C tensor besides logits"
+    assert sum(t.numel() for t in saved if t.data_ptr() != x.data_ptr()) <= 64
+
+
+@pytest.mark.parametrize("logits,target,kwargs", [
+    (np.zeros((3, 4)), np.array([0, 4, 1]), {}),
+    (np.zeros((3, 4)), np.array([0, -3, 1]), {}),
+    (np.zeros((2, 4, 3)), np.array([[0, 1, 2], [3, 9, 0]]), {}),
+    (np.zeros((3, 4)), np.array([0, 1]), {}),
+    (np.zeros((3, 4)), np.array([0, 1, 2]), dict(reduction="avg")),
+    (np.zeros((3, 4)), np.array([0, 1, 2]), dict(label_smoothing=1.5)),
+    (np.zeros((3, 4)), np.array([0, 1, 2]), dict(weight=np.ones(3))),
+    (np.zeros((3, 4)), np.ones((3, 4)), dict(ignore_index=1)),
+    (np.zeros((3, 4), dtype=np.int64), np.array([0, 1, 2]), {}),
+    (np.zeros((3, 4)), np.array([0.0, 1.0, 2.0]), {}),
+    (np.zeros((3, 4)), np.ones((3, 4), dtype=np.int64), {}),
+    (np.zeros(()), np.array(0), {}),
+])
+def test_same_errors_as_reference(logits, target, kwargs):
+    with pytest.raises(Exception) as ref_err:
+        reference.cross_entropy(logits, target, **kwargs)
+    tkw = {k: (torch.tensor(v) if isinstance(v, np.ndarray) else v) for k, v in kwargs.items()}
+    with pytest.raises(ref_err.type) as err:
+        cross_entropy(torch.tensor(logits), torch.tensor(target), **tkw, backend="torch")
+    if ref_err.type is not TypeError:  # TypeErrors name torch's dtypes, not NumPy's
+        assert str(err.value) == str(ref_err.value)
+
+
+def test_backend_choice():
+    x, y = torch.randn(2, 3), torch.tensor([0, 2])
+    torch.testing.assert_close(cross_entropy(x, y, backend="auto"), F.cross_entropy(x, y))
+    with pytest.raises(ValueError, match="backend"):
+        cross_entropy(x, y, backend="cuda")
+    with pytest.raises(ValueError, match="inplace_backward"):
+        cross_entropy(x, y, backend="torch", inplace_backward=True)
+
+
+def test_import_celib_without_torch():
+    code = ("import sys; sys.modules['torch'] = None; sys.modules['triton'] = None\n"
+            "import celib; print(celib.cross_entropy([[1.0, 2.0]], [1]))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+
+
+def test_torch_ops_does_not_import_triton():
+    code = ("import celib.torch_ops, sys, torch\n"
+            "celib.torch_ops.cross_entropy(torch.randn(2, 3), torch.tensor([0, 1]))\n"
+            "assert 'triton' not in sys.modules, 'triton imported eagerly'")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr

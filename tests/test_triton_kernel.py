@@ -1,0 +1,303 @@
+"""The fused Triton kernel against the torch backend, torch and the NumPy reference.
+
+On a machine without a GPU the kernel runs under Triton's interpreter, which
+must be switched on before triton is first imported: this module sets
+TRITON_INTERPRET=1 at its top. With CELIB_TEST_DEVICE=cuda (benchmarks/gpu_check.sh)
+it runs compiled on the GPU instead, with bfloat16 and the large cases too.
+"""
+
+import os
+import sys
+
+DEVICE = "cuda" if os.environ.get("CELIB_TEST_DEVICE") == "cuda" else "cpu"
+if DEVICE == "cpu":
+    os.environ["TRITON_INTERPRET"] = "1"
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+torch = pytest.importorskip("torch", reason="the Triton backend needs torch")
+pytest.importorskip("triton", reason="the Triton backend needs triton")
+
+if DEVICE == "cuda" and not torch.cuda.is_available():
+    pytest.skip("CELIB_TEST_DEVICE=cuda but torch sees no CUDA device", allow_module_level=True)
+
+from celib import reference  # noqa: E402
+from celib import triton_kernels  # noqa: E402
+from celib.torch_ops import cross_entropy  # noqa: E402
+
+if DEVICE == "cpu" and type(triton_kernels._cross_entropy_kernel).__name__ != "InterpretedFunction":
+    pytest.skip("celib.triton_kernels was imported before TRITON_INTERPRET=1 was set in this "
+                "process, so its kernel is compiled for a GPU this machine lacks; run this file "
+                "on its own (pytest tests/test_triton_kernel.py)", allow_module_level=True)
+
+INTERPRETED = DEVICE == "cpu"
+F = torch.nn.functional
+
+DTYPES = [
+    torch.float32,
+    torch.float16,
+    pytest.param(torch.bfloat16, marks=pytest.mark.skipif(
+        INTERPRETED, reason="Triton's interpreter has no bfloat16 arithmetic; runs on a GPU")),
+]
+TOL = {torch.float32: 2e-6, torch.float16: 2e-3, torch.bfloat16: 1.6e-2}
+
+
+def _run(x, y, backend, grad_output=None, **kw):
+    """Loss and gradient of one call on a fresh leaf copy of x."""
+    x = x.detach().clone().requires_grad_()
+    loss = cross_entropy(x, y, backend=backend, **kw)
+    g = torch.ones_like(loss) if grad_output is None else grad_output.to(loss.dtype)
+    (grad,) = torch.autograd.grad(loss, x, g)
+    return loss.detach(), grad
+
+
+def _check_against_torch_backend_and_reference(x, y, grad_output=None, **kw):
+    dtype = x.dtype
+    loss, grad = _run(x, y, "triton", grad_output, **kw)
+    loss_t, grad_t = _run(x, y, "torch", grad_output, **kw)
+    assert loss.dtype == dtype and grad.dtype == dtype and grad.shape == x.shape
+    tol = TOL[dtype]
+    torch.testing.assert_close(loss.float(), loss_t.float(), rtol=tol, atol=tol, equal_nan=True)
+    torch.testing.assert_close(grad.float(), grad_t.float(), rtol=tol, atol=tol, equal_nan=True)
+    # the reference, in float64 on the rounded inputs
+    np_kw = {k: (v.double().cpu().numpy() if isinstance(v, torch.Tensor) else v)
+             for k, v in kw.items()}
+    xr, yr = x.double().cpu().numpy(), y.cpu().numpy()
+    go = None if grad_output is None else grad_output.to(dtype).double().cpu().numpy()
+    ref = reference.cross_entropy(xr, yr, **np_kw)
+    ref_grad = reference.cross_entropy_grad(xr, yr, **np_kw, grad_output=go)
+    np.testing.assert_allclose(loss.double().cpu().numpy(), ref, rtol=tol, atol=tol)
+    np.testing.assert_allclose(grad.double().cpu().numpy(), ref_grad, rtol=tol, atol=tol)
+
+
+def _problem(M, C, dtype, seed=0, scale=3.0, ignored=(1,)):
+    gen = torch.Generator().manual_seed(seed)
+    x = (torch.randn(M, C, generator=gen) * scale).to(dtype).to(DEVICE)
+    y = torch.randint(0, C, (M,), generator=gen)
+    for i in ignored:
+        if i < M:
+            y[i] = -100
+    return x, y.to(DEVICE)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("C", [1, 37, 1003])
+def test_every_reduction_with_random_upstream_gradient(dtype, reduction, C):
+    x, y = _problem(6, C, dtype, seed=C)
+    gen = torch.Generator().manual_seed(1)
+    g = torch.randn((6,) if reduction == "none" else (), generator=gen).to(DEVICE)
+    _check_against_torch_backend_and_reference(x, y, g, reduction=reduction)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("eps", [0.1, 1.0])
+def test_weight_and_label_smoothing(dtype, reduction, eps):
+    x, y = _problem(5, 51, dtype, seed=3)
+    gen = torch.Generator().manual_seed(2)
+    w = (torch.rand(51, generator=gen) * 2).to(DEVICE)
+    w[7] = 0.0
+    y[0] = 7  # a target whose class weight is 0
+    g = torch.randn((5,) if reduction == "none" else (), generator=gen).to(DEVICE)
+    _check_against_torch_backend_and_reference(x, y, g, weight=w, reduction=reduction,
+                                               label_smoothing=eps)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_large_vocabulary_not_a_multiple_of_the_block(dtype):
+    C = 65536 + 17
+    x, y = _problem(3, C, dtype, seed=5, ignored=())
+    w = torch.rand(C, generator=torch.Generator().manual_seed(4)).to(DEVICE) + 0.5
+    _check_against_torch_backend_and_reference(x, y, weight=w, label_smoothing=0.05)
+
+
+def test_k_dimensional_logits():
+    gen = torch.Generator().manual_seed(6)
+    x = torch.randn(2, 9, 3, generator=gen).to(DEVICE)
+    y = torch.randint(0, 9, (2, 3), generator=gen).to(DEVICE)
+    y[0, 1] = -100
+    g = torch.randn(2, 3, generator=gen).to(DEVICE)
+    _check_against_torch_backend_and_reference(x, y, g, reduction="none", label_smoothing=0.2)
+    _check_against_torch_backend_and_reference(x[0, :, 0], y[0, 0])  # shape (C,)
+
+
+def test_all_rows_ignored():
+    x, y = _problem(4, 33, torch.float32)
+    y[:] = -100
+    loss, grad = _run(x, y, "triton")
+    assert torch.isnan(loss)  # 0 / 0, as in torch
+    assert torch.equal(grad, torch.zeros_like(grad))
+    loss, grad = _run(x, y, "triton", reduction="sum")
+    assert loss.item() == 0.0 and torch.equal(grad, torch.zeros_like(grad))
+
+
+def test_minus_inf_logits():
+    x = torch.tensor([[0.0, -np.inf, 2.0, 1.0],
+                      [-np.inf, -np.inf, -np.inf, -np.inf],     # ignored
+                      [-np.inf, 3.0, -np.inf, -np.inf]]).to(DEVICE)
+    y = torch.tensor([2, -100, 1]).to(DEVICE)
+    w = torch.tensor([1.0, 0.0, 1.0, 2.0]).to(DEVICE)
+    for kw in [dict(), dict(weight=w, label_smoothing=0.3)]:
+        loss, grad = _run(x, y, "triton", reduction="none", **kw)
+        np_kw = {k: (v.cpu().numpy() if isinstance(v, torch.Tensor) else v) for k, v in kw.items()}
+        ref = reference.cross_entropy(x.cpu().numpy(), y.cpu().numpy(), reduction="none", **np_kw)
+        ref_grad = reference.cross_entropy_grad(x.cpu().numpy(), y.cpu().numpy(),
+                                                reduction="none", **np_kw)
+        np.testing.assert_allclose(loss.cpu().numpy(), ref, rtol=1e-6)
+        np.testing.assert_allclose(grad.cpu().numpy(), ref_grad, rtol=1e-6, atol=1e-7)
+        assert torch.equal(grad[1], torch.zeros(4, device=DEVICE))
+    # smoothing spreads mass onto a -inf class with non-zero weight: infinite loss, as in torch
+    loss, _ = _run(x[:1], y[:1], "triton", reduction="none", label_smoothing=0.1)
+    assert loss.item() == np.inf
+
+
+def _true_class_grad64(x, y):
+    """p_y - 1 in float64 without cancellation: -(sum of the other exp(x_c - m)) / S."""
+    e = np.exp(x - x.max())
+    return -np.delete(e, y).sum() / e.sum()
+
+
+@pytest.mark.parametrize("C", [5, 4099])
+def test_confident_rows_true_class_gradient(C):
+    gen = torch.Generator().manual_seed(7)
+    x = torch.randn(3, C, generator=gen) - 4.0
+    y = torch.tensor([0, C // 2, C - 1])
+    x[torch.arange(3), y] = torch.tensor([30.0, 25.0, 40.0])   # p_y within 1e-9 of 1
+    loss, grad = _run(x.to(DEVICE), y.to(DEVICE), "triton", reduction="sum")
+    for n in range(3):
+        exact = _true_class_grad64(x[n].double().numpy(), int(y[n]))
+        got = float(grad[n, y[n]])
+        assert exact != 0 and abs(got - exact) <= 1e-5 * abs(exact), (n, got, exact)
+
+
+def test_callers_tensors_unchanged():
+    x, y = _problem(4, 70, torch.float32)
+    x.requires_grad_()
+    w = torch.rand(70).to(DEVICE)
+    copies = [t.detach().clone() for t in (x, y, w)]
+    versions = [t._version for t in (x, y, w)]
+    loss = cross_entropy(x, y, weight=w, reduction="none", label_smoothing=0.1, backend="triton")
+    loss.backward(torch.randn(4).to(DEVICE))
+    for t, c, v in zip((x, y, w), copies, versions):
+        assert torch.equal(t.detach(), c) and t._version == v
+    assert x.grad.data_ptr() != x.data_ptr()
+
+
+def test_inplace_backward_overwrites_logits_and_says_so():
+    x, y = _problem(4, 70, torch.float32)
+    base = x.clone().requires_grad_()
+    logits = base * 1.0                    # a non-leaf, like a model's last layer
+    version = logits._version
+    loss = cross_entropy(logits, y, backend="triton", inplace_backward=True)
+    assert logits._version > version       # autograd sees the write
+    loss.backward()
+    _, expected = _run(x, y, "torch")
+    torch.testing.assert_close(base.grad, expected)
+    # something else saved the logits for its backward: autograd refuses
+    base2 = x.clone().requires_grad_()
+    z = base2.exp()                        # exp saves its output
+    loss = cross_entropy(z, y, backend="triton", inplace_backward=True)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        loss.backward()
+    with pytest.raises(RuntimeError, match="leaf"):
+        cross_entropy(x.clone().requires_grad_(), y, backend="triton", inplace_backward=True)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_retain_graph_runs_backward_again(reduction):
+    x, y = _problem(3, 10, torch.float32)
+    x.requires_grad_()
+    loss = cross_entropy(x, y, backend="triton", reduction=reduction)
+    g = torch.full(loss.shape, 0.5, device=DEVICE)
+    (first,) = torch.autograd.grad(loss, x, g, retain_graph=True)
+    (second,) = torch.autograd.grad(loss, x, g, retain_graph=True)
+    (third,) = torch.autograd.grad(loss, x, g)          # hands the buffer over
+    torch.testing.assert_close(first, second)
+    torch.testing.assert_close(first, third)
+    with pytest.raises(RuntimeError, match="second time"):
+        torch.autograd.grad(loss, x, g)
+
+
+def test_no_gradient_buffer_without_requires_grad():
+    x, y = _problem(3, 10, torch.float32)
+    with torch.no_grad():
+        loss = cross_entropy(x.requires_grad_(), y, backend="triton", label_smoothing=0.1)
+    expected = F.cross_entropy(x.detach(), y, label_smoothing=0.1)
+    torch.testing.assert_close(loss, expected)
+
+
+def test_probability_targets_fall_back_to_torch():
+    gen = torch.Generator().manual_seed(8)
+    x = torch.randn(3, 5, generator=gen).to(DEVICE)
+    q = torch.rand(3, 5, generator=gen).to(DEVICE)
+    loss, grad = _run(x, q, "triton")
+    loss_t, grad_t = _run(x, q, "torch")
+    torch.testing.assert_close(loss, loss_t)
+    torch.testing.assert_close(grad, grad_t)
+
+
+# ---------------------------------------------------------------------------
+# sizes only a GPU holds
+# ---------------------------------------------------------------------------
+
+needs_gpu = pytest.mark.skipif(INTERPRETED, reason="too large for Triton's interpreter on a CPU; "
+                                                   "runs with CELIB_TEST_DEVICE=cuda")
+
+
+@needs_gpu
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_gpu_vocabulary_262144(dtype):
+    x, y = _problem(64, 262144, dtype, seed=9, ignored=(3,))
+    g = torch.randn(64, device=DEVICE)
+    _check_against_torch_backend_and_reference(x, y, g, reduction="none", label_smoothing=0.1)
+
+
+@needs_gpu
+def test_gpu_more_than_2_31_elements():
+    """M x C > 2^31: the rows past 2^31 elements need 64-bit offsets."""
+    C = 131072
+    M = (2**31) // C + 8                  # 16392 rows, 2^31 + 2^20 bfloat16 elements (4 GiB)
+    free, _ = torch.cuda.mem_get_info()
+    if free < 3 * M * C * 2 + (1 << 30):
+        pytest.skip(f"needs about {3 * M * C * 2 / 2**30:.0f} GiB free on the GPU")
+    x = torch.randn(M, C, device=DEVICE, dtype=torch.bfloat16)
+    y = torch.randint(0, C, (M,), device=DEVICE)
+    x.requires_grad_()
+    loss = cross_entropy(x, y, reduction="none", backend="triton")
+    loss.sum().backward()
+    tail = slice(M - 16, M)               # rows beyond the 2^31st element
+    xt = x.detach()[tail].double()
+    expected = torch.logsumexp(xt, 1) - xt[torch.arange(16), y[tail]]
+    torch.testing.assert_close(loss[tail].double(), expected, rtol=1.6e-2, atol=1.6e-2)
+    p = torch.softmax(xt, 1)
+    p[torch.arange(16), y[tail]] -= 1
+    torch.testing.assert_close(x.grad[tail].double(), p, rtol=1.6e-2, atol=1e-3)
+
+
+# ---------------------------------------------------------------------------
+# linear cross-entropy with the kernel on each chunk (its path on CUDA)
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_linear_cross_entropy_chunks_through_the_kernel(monkeypatch, reduction):
+    from celib import torch_ops
+    monkeypatch.setattr(torch_ops, "_linear_uses_triton",
+                        lambda x, tgt: isinstance(tgt, torch_ops._IndexRows))
+    gen = torch.Generator().manual_seed(10)
+    x = torch.randn(11, 16, generator=gen).to(DEVICE).requires_grad_()
+    W = (torch.randn(75, 16, generator=gen) / 4).to(DEVICE).requires_grad_()
+    b = torch.randn(75, generator=gen).to(DEVICE).requires_grad_()
+    y = torch.randint(0, 75, (11,), generator=gen).to(DEVICE)
+    y[4] = -100
+    w = torch.rand(75, generator=gen).to(DEVICE)
+    kw = dict(weight=w, reduction=reduction, label_smoothing=0.1)
+    loss = torch_ops.linear_cross_entropy(x, W, y, linear_bias=b, chunk_size=4, **kw)
+    g = torch.randn(loss.shape, generator=gen).to(DEVICE)
+    grads = torch.autograd.grad(loss, (x, W, b), g)
+    expected = F.cross_entropy(F.linear(x, W, b), y, **kw)
+    expected_grads = torch.autograd.grad(expected, (x, W, b), g)
+    torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-5)
+    for got, want in zip(grads, expected_grads):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
