@@ -167,7 +167,10 @@ def cross_entropy_forward(x, y, weight, ignore_index, label_smoothing, scale, gr
         return loss, lse
     has_weight = weight is not None
     w = weight.to(torch.float32).contiguous() if has_weight else loss  # a dummy pointer
-    sum_w = (w.sum() if has_weight else torch.tensor(float(C), device=x.device)).to(torch.float32)
+    # torch.full launches a fill kernel; torch.tensor(..., device=cuda) would copy from host
+    # memory and wait for the stream
+    sum_w = w.sum() if has_weight else torch.full((), float(C), device=x.device)
+    sum_w = sum_w.to(torch.float32)
     g = grad_out if grad_out is not None else x
     block, num_warps = _launch_config(C, _interpreting())
     _cross_entropy_kernel[(M,)](
