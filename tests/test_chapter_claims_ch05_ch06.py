@@ -113,8 +113,10 @@ def test_low_precision_errors_are_a_few_unit_roundoffs():
         assert relative_error(xt.grad.double().numpy(), ref) < 20 * u
 
 
-def test_confident_row_true_class_gradient():
-    C, margin = 10, 20.0
+@pytest.mark.parametrize("margin", [20.0, 30.0, 60.0])
+def test_confident_row_true_class_gradient(margin):
+    """torch float32 cancels p_y - 1 to exactly 0; celib's float32 keeps float32 accuracy."""
+    C = 10
     x = np.zeros((1, C), dtype=np.float32)
     x[0, 0] = margin
     exact = -(C - 1) / (np.exp(margin) + C - 1)
@@ -123,6 +125,18 @@ def test_confident_row_true_class_gradient():
     assert xt.grad[0, 0].item() == 0.0  # torch float32 cancels to exactly 0
     ours = float(celib.cross_entropy_grad(x, np.array([0]))[0, 0])
     assert abs(ours - exact) / abs(exact) < 1e-6
+
+
+def test_confident_row_subtraction_in_float64_still_cancels():
+    """(e_y - S) / S in float64 loses digits as the margin grows and is 0 from about 39 on."""
+    C = 10
+    errors = {}
+    for margin in (30.0, 40.0):
+        e = np.exp(np.zeros(C) - margin)
+        e[0] = 1.0
+        exact = -(C - 1) / (np.exp(margin) + C - 1)
+        errors[margin] = abs((e[0] - e.sum()) / e.sum() - exact) / abs(exact)
+    assert 1e-5 < errors[30.0] < 1e-3 and errors[40.0] == 1.0
 
 
 # --- chapter 6 ----------------------------------------------------------------

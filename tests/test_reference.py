@@ -597,16 +597,98 @@ def test_deviation_zero_weight_on_masked_target():
     assert np.isclose(loss[1], torch_loss[1])
 
 
-def test_deviation_ignored_row_of_all_masked_logits():
-    """An ignored element whose logits are all -inf (a fully masked padding position):
-    torch's gradient is NaN on that row (0 times the NaN softmax), celib's exactly 0."""
-    x = np.array([[2.0, 0.0, 0.5], [-np.inf, -np.inf, -np.inf]])
+@pytest.mark.parametrize("row", [[-np.inf, -np.inf, -np.inf], [np.nan, 0.0, 1.0],
+                                 [np.inf, 0.0, 1.0]], ids=["all_masked", "nan", "plus_inf"])
+def test_deviation_ignored_row_without_softmax(row):
+    """An ignored element whose softmax is undefined (all -inf logits: a fully masked padding
+    position; a NaN or a +inf logit): torch's gradient is NaN on that row (0 times the NaN
+    softmax), celib's exactly 0."""
+    x = np.array([[2.0, 0.0, 0.5], row])
     t = np.array([0, -100])
     loss, grad = both(x, t)
     torch_loss, torch_grad = torch_cross_entropy(x, t)
     assert np.isclose(loss, torch_loss)
     assert np.all(np.isnan(torch_grad[1])) and np.all(grad[1] == 0)
     np.testing.assert_allclose(grad[0], torch_grad[0], rtol=1e-12)
+
+
+def test_deviation_infinite_grad_output():
+    """grad_output = inf: torch's log_softmax backward forms g - p * sum(g) with g_y = -inf,
+    so the true class gets -inf + inf = NaN; celib gives s (p_y - 1) = -inf, the limit."""
+    x, t = np.array([[2.0, 0.0, 0.5], [0.1, 0.2, 0.3]]), np.array([0, 2])
+    grad = celib.cross_entropy_grad(x, t, grad_output=np.array(np.inf))
+    _, torch_grad = torch_cross_entropy(x, t, grad_output=np.array(np.inf))
+    true_class = np.zeros(x.shape, dtype=bool)
+    true_class[[0, 1], t] = True
+    assert np.all(np.isnan(torch_grad[true_class])) and np.all(np.isposinf(torch_grad[~true_class]))
+    assert np.all(np.isneginf(grad[true_class])) and np.all(np.isposinf(grad[~true_class]))
+
+
+def test_deviation_float16_grad_output_beyond_float16_range():
+    """float16 logits, grad_output 1e6 (> 65504): torch casts it to float16 (inf) and gives NaN
+    at the true class; celib scales in float64 and rounds once: -inf there, and an entry that
+    fits in float16 stays finite."""
+    x, t = np.array([[2.0, 0.0, 0.5], [0.1, 0.2, 0.3]], dtype=np.float16), np.array([0, 2])
+    xt = torch.from_numpy(x).requires_grad_(True)
+    F.cross_entropy(xt, torch.from_numpy(t)).backward(torch.tensor(1e6))
+    torch_grad = xt.grad.numpy()
+    grad = celib.cross_entropy_grad(x, t, grad_output=np.array(1e6))
+    exact = celib.cross_entropy_grad(x.astype(np.float64), t, grad_output=np.array(1e6))
+    assert grad.dtype == np.float16
+    assert np.isnan(torch_grad[0, 0]) and np.isnan(torch_grad[1, 2]) and np.isposinf(torch_grad[0, 1])
+    assert np.isneginf(grad[0, 0]) and np.isneginf(grad[1, 2])
+    assert grad[0, 1] == exact[0, 1].astype(np.float16) == np.float16(49824)
+    with np.errstate(over="ignore"):
+        np.testing.assert_array_equal(grad, exact.astype(np.float16))
+
+
+def test_deviation_float16_mean_whose_sum_overflows():
+    """float16 logits of scale 3000, N = 4000: the mean (~3500) fits in float16, the sum of the
+    losses (~1.4e7) does not; torch's float16 mean is inf, celib's the mean rounded once."""
+    rng = np.random.default_rng(0)
+    x = (3000 * rng.standard_normal((4000, 5))).astype(np.float16)
+    t = rng.integers(0, 5, 4000)
+    torch_loss, _ = torch_cross_entropy(x, t)
+    assert np.isposinf(torch_loss)
+    loss = celib.cross_entropy(x, t)
+    exact = celib.cross_entropy(x.astype(np.float64), t)
+    assert loss.dtype == np.float16 and 3000 < exact < 4000
+    assert loss == np.float16(exact)
+
+
+def test_deviation_huge_weights_with_label_smoothing():
+    """Weights 1e308 and label_smoothing 0.2, reduction 'none': the row losses (~0.9e308 and
+    ~1.65e308) are finite; torch forms sum_c w_c log p_c before the factor eps / C and gets inf."""
+    x, t = np.array([[2.0, 0.0, 0.5, 1.0, -1.0], [0.0, 1.0, 2.0, 3.0, 4.0]]), np.array([0, 3])
+    w = np.full(5, 1e308)
+    loss, grad = both(x, t, weight=w, label_smoothing=0.2, reduction="none")
+    torch_loss, torch_grad = torch_cross_entropy(x, t, weight=w, label_smoothing=0.2, reduction="none")
+    assert np.all(np.isposinf(torch_loss))
+    expected = 1e308 * celib.cross_entropy(x, t, label_smoothing=0.2, reduction="none")
+    assert np.all(np.isfinite(loss)) and loss[1] > 1.6e308
+    np.testing.assert_allclose(loss, expected, rtol=1e-14)
+    np.testing.assert_allclose(grad, torch_grad, rtol=1e-12)      # torch's gradient is right
+
+
+def test_deviation_weights_that_cancel_in_the_mean():
+    """Class weights summing to 0 over the targets: torch divides by 0 (loss +-inf, gradient
+    +-inf with NaN at the true classes); the mean is undefined and celib says NaN, as for an
+    all-zero weight."""
+    x, t = np.array([[2.0, 0.0, 0.5], [0.0, 1.0, 1.0]]), np.array([0, 1])
+    w = np.array([1.0, -1.0, 1.0])
+    loss, grad = both(x, t, weight=w)
+    torch_loss, torch_grad = torch_cross_entropy(x, t, weight=w)
+    assert np.isinf(torch_loss)
+    assert np.isnan(torch_grad[0, 0]) and np.isnan(torch_grad[1, 1])
+    assert np.all(np.isinf(torch_grad[[0, 0, 1, 1], [1, 2, 0, 2]]))
+    assert np.isnan(loss) and np.all(np.isnan(grad))
+    # the same example through a larger batch (the tester's case)
+    x4 = np.random.default_rng(0).standard_normal((4, 5))
+    t4, w5 = np.array([0, 1, 0, 1]), np.array([1.0, -1.0, 1.0, 1.0, 1.0])
+    torch_loss4, torch_grad4 = torch_cross_entropy(x4, t4, weight=w5)
+    assert np.isinf(torch_loss4) and np.isnan(torch_grad4).any() and np.isinf(torch_grad4).any()
+    assert np.isnan(celib.cross_entropy(x4, t4, weight=w5))
+    assert np.all(np.isnan(celib.cross_entropy_grad(x4, t4, weight=w5)))
 
 
 def test_deviation_negative_label_smoothing_is_an_error():

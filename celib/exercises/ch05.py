@@ -92,9 +92,9 @@ def _true_class_reference(x, y):
     """p_y - 1 = -(sum of the other classes' exp(x_c - m)) / S, in float64.
 
     The other classes are summed on their own, so nothing cancels, at any
-    margin. (celib.reference.cross_entropy_grad forms it as (e_y - S) / S with
-    S in float64, which is exact enough for float32 logits up to a margin of
-    about 20 nats; see the book's chapter 5.)
+    margin; celib.reference.cross_entropy_grad forms the true class's entry
+    the same way, for every row of a batch (the book's chapter 5, section 5.6).
+    (e_y - S) / S would cancel instead: to 0 once S rounds to 1.
     """
     x = np.asarray(x, dtype=np.float64)
     e = np.exp(x - np.max(x))
