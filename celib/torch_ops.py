@@ -108,6 +108,12 @@ class _Spec:
         if weight is not None:
             _check_float_tensor(weight, "weight")
             _checks.check_weight(_summary(weight), C)
+            if weight.requires_grad and torch.is_grad_enabled():
+                # torch raises too (nll_loss is not differentiable in weight); a silent
+                # None gradient would leave a trained weight unchanged
+                raise RuntimeError("weight requires grad, but the loss is not differentiable "
+                                   "with respect to the class weights (as in torch); pass "
+                                   "weight.detach()")
             if weight.device != logits.device and logits.device.type != "meta":
                 raise ValueError(f"weight is on {weight.device} but logits on {logits.device}")
         if target.device != logits.device and logits.device.type != "meta":
@@ -148,14 +154,15 @@ class _IndexRows:
 
     def __init__(self, y, C, weight, ignore_index, eps, dtype):
         self.keep = y != ignore_index
-        self.y = torch.where(self.keep, y, torch.zeros((), dtype=y.dtype, device=y.device))
+        # int64 for indexing: a uint8 tensor would index as a boolean mask
+        self.y = torch.where(self.keep, y, torch.zeros((), dtype=y.dtype, device=y.device)).long()
         self.w = None if weight is None else weight.to(dtype)
-        w_y = self.keep.to(dtype) if self.w is None else torch.where(
+        w_y = self.keep.to(dtype) if self.w is None or C == 0 else torch.where(
             self.keep, self.w[self.y], torch.zeros((), dtype=dtype, device=y.device))
         self.w_y = w_y
         self.alpha = (1.0 - eps) * w_y
         self.eps = eps
-        self.beta = self.keep.to(dtype) * (eps / C) if eps else None
+        self.beta = self.keep.to(dtype) * (eps / C) if eps and C else None
         self.sum_w = float(C) if self.w is None else self.w.sum()
         self.C = C
 
@@ -173,6 +180,8 @@ class _IndexRows:
 
     def loss(self, x, lse, lo, hi):
         """loss_n for rows lo:hi of x (compute dtype), terms with a_nc = 0 skipped."""
+        if self.C == 0:   # no classes: every target is ignored (checked), no loss
+            return x.new_zeros(hi - lo)
         rows = torch.arange(hi - lo, device=x.device)
         y = self.y[lo:hi]
         alpha = self.alpha[lo:hi]
@@ -208,18 +217,29 @@ class _ProbRows:
 
     def a(self, lo, hi):
         a = self.q[lo:hi].to(self.dtype)
-        if self.eps:
+        if self.eps and self.C:
             a = (1.0 - self.eps) * a + self.eps / self.C
         if self.w is not None:
             a = a * self.w
         return a
 
-    def mean_denominator_value(self, M):
-        return float(M)
+    def mean_denominator(self, M, device):
+        """The number of elements M, whatever the weights; 0 without classes (a NaN mean)."""
+        return torch.tensor(float(M) if self.C else 0.0, dtype=self.dtype, device=device)
 
     def loss(self, x, lse, lo, hi):
         a = self.a(lo, hi)
         return torch.where(a != 0, a * (lse[:, None] - x), 0.0).sum(dim=1)
+
+
+def _logsumexp_(x, out):
+    """lse of each row of x into ``out``; NaN (not torch's +inf) for a row holding +inf.
+
+    Such a row has no softmax: the reference's log-probabilities, loss and gradient
+    are NaN there, as torch's; lse = +inf would give a loss of +inf instead.
+    """
+    torch.logsumexp(x, dim=1, out=out)
+    return out.masked_fill_(out == math.inf, math.nan)
 
 
 def _times(coef, value):
@@ -239,7 +259,10 @@ def _chunk_rows(M, C, device):
 class _CrossEntropyTorch(torch.autograd.Function):
     """Forward: lse_n and loss_n by chunks of rows. Backward: s_n (p_n A_n - a_n), in closed form.
 
-    Saves the logits (a reference, not a copy), the target and lse (M numbers).
+    Saves the logits (a reference, not a copy), lse (M numbers), and, by reference,
+    a probability target and the weight (so that changing them in place before the
+    backward is refused, as in torch). Under create_graph=True the backward is written
+    in differentiable torch ops instead (double backward).
     """
 
     @staticmethod
@@ -252,14 +275,14 @@ class _CrossEntropyTorch(torch.autograd.Function):
             denom = tgt.mean_denominator()
         else:
             tgt = _ProbRows(spec.rows(target), C, weight, spec.eps, cdt)
-            denom = torch.tensor(float(M), dtype=cdt, device=logits.device)
+            denom = tgt.mean_denominator(M, logits.device)
         lse = torch.empty(M, dtype=cdt, device=logits.device)
         loss = torch.empty(M, dtype=cdt, device=logits.device)
         step = _chunk_rows(M, C, logits.device)
         for lo in range(0, M, step):
             hi = min(M, lo + step)
             x = x_all[lo:hi].to(cdt)
-            torch.logsumexp(x, dim=1, out=lse[lo:hi])
+            _logsumexp_(x, lse[lo:hi])
             loss[lo:hi] = tgt.loss(x, lse[lo:hi], lo, hi)
 
         if spec.reduction == "none":
@@ -269,14 +292,18 @@ class _CrossEntropyTorch(torch.autograd.Function):
         else:  # a zero denominator (empty, all ignored, all kept of weight 0): NaN, as torch
             out = _mean(loss.sum(), denom)
         ctx.spec, ctx.tgt, ctx.denom = spec, tgt, denom
-        ctx.save_for_backward(logits, lse)
+        # the probability target and the weight are read again in backward: saved, so that
+        # autograd's version counter refuses them if modified in place meanwhile (as torch)
+        ctx.save_for_backward(logits, lse, target if spec.kind != "indices" else None, weight)
         return out.to(logits.dtype)
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx, grad_output):
-        logits, lse = ctx.saved_tensors
+        logits, lse, target, _ = ctx.saved_tensors
         spec, tgt = ctx.spec, ctx.tgt
+        if torch.is_grad_enabled():   # create_graph=True: a backward autograd can differentiate
+            return _grad_differentiable(logits, target, spec, tgt, ctx.denom, grad_output,
+                                        ctx.needs_input_grad[:2]) + (None, None)
         grad_logits = grad_target = None
         if ctx.needs_input_grad[0]:
             grad_logits = _grad_torch(logits, lse, spec, tgt, ctx.denom, grad_output)
@@ -320,6 +347,41 @@ def _grad_torch(logits, lse, spec, tgt, denom, grad_output):
     return spec.unrows(grad)
 
 
+def _grad_differentiable(logits, target, spec, tgt, denom, grad_output, want):
+    """The gradients of :func:`_grad_torch` and :func:`_grad_target_torch` in differentiable
+    torch ops, for a backward with create_graph=True (double backward, Hessian-vector
+    products). Unchunked, M x C temporaries; the true class's gradient is formed as
+    p_y A - a_y (without the confident-row rewriting).
+    """
+    cdt = _compute_dtype(logits.dtype)
+    x = spec.rows(logits).to(cdt)
+    s = _scale(spec, denom, grad_output, cdt)
+    s = s[:, None] if s.dim() else s
+    lse = torch.logsumexp(x, dim=1, keepdim=True)
+    lse = torch.where(lse == math.inf, math.nan, lse)       # as _logsumexp_
+    w = 1.0 if tgt.w is None else tgt.w
+    if isinstance(tgt, _IndexRows):
+        a = torch.zeros_like(x).scatter_(1, tgt.y[:, None], tgt.alpha[:, None])
+        if tgt.beta is not None:
+            a = a + tgt.beta[:, None] * w
+        keep = tgt.keep[:, None]
+    else:
+        a = spec.rows(target).to(cdt)
+        if tgt.eps and tgt.C:
+            a = (1.0 - tgt.eps) * a + tgt.eps / tgt.C
+        a = a * w
+        keep = None
+    grad_logits = grad_target = None
+    if want[0]:
+        g = s * (torch.exp(x - lse) * a.sum(dim=1, keepdim=True) - a)
+        if keep is not None:   # ignored rows: exactly 0
+            g = torch.where(keep, g, 0.0)
+        grad_logits = spec.unrows(g.to(logits.dtype))
+    if want[1]:
+        grad_target = spec.unrows(((lse - x) * (s * (1.0 - tgt.eps)) * w).to(target.dtype))
+    return grad_logits, grad_target
+
+
 def _grad_rows_(out, lse, tgt, s, lo, hi):
     """Rows lo:hi: ``out`` holds the logits x (compute dtype) and is overwritten with s (p A - a).
 
@@ -329,6 +391,8 @@ def _grad_rows_(out, lse, tgt, s, lo, hi):
     if lse is not None:
         out.sub_(lse[:, None])
     out.exp_()                                          # p = exp(x - lse)
+    if out.shape[1] == 0:                               # no classes, no gradient
+        return out
     if isinstance(tgt, _IndexRows):
         rows = torch.arange(hi - lo, device=out.device)
         y = tgt.y[lo:hi]
@@ -419,13 +483,17 @@ def cross_entropy(logits, target, *, weight=None, ignore_index=-100, reduction="
     inplace_backward : bool, default False
         Triton backend only: write the gradient into the logits' own memory (no
         M x C buffer). The logits are then overwritten: their version counter is
-        bumped and autograd raises if anything else saved them for backward.
+        bumped and autograd raises if anything else saved them for backward. Their
+        rows (classes last) must be a view with contiguous classes: (C,), (N, C), or
+        channels-last K-dimensional logits.
 
     Returns
     -------
     torch.Tensor of logits' dtype
         Shape () for 'mean' and 'sum'; the loss shape (logits' shape without the
-        class axis) for 'none'.
+        class axis) for 'none'. A row holding a +inf logit has no softmax: its loss
+        and gradient are NaN (unless the row is ignored). The torch backend is twice
+        differentiable (create_graph=True); the Triton backend raises there.
 
     Raises
     ------
@@ -433,9 +501,12 @@ def cross_entropy(logits, target, *, weight=None, ignore_index=-100, reduction="
         Non-tensor or non-float logits or weight; non-integer class indices.
     ValueError
         Mismatched shapes (both named), unknown reduction or backend, label_smoothing
-        outside [0, 1], ignore_index >= 0 with probabilities, tensors on different devices.
+        outside [0, 1], ignore_index >= 0 with probabilities, tensors on different devices,
+        ``inplace_backward`` on logits whose rows are not a view.
     IndexError
         A class index outside [0, C) that is not ignore_index (first value and position named).
+    RuntimeError
+        ``weight`` requires grad while grad mode is on (not differentiable in it, as torch).
     """
     spec = _Spec(logits, target, weight, ignore_index, reduction, label_smoothing)
     chosen = _resolve_backend(backend, logits)
@@ -461,6 +532,17 @@ def _graph_kept():
     get = getattr(torch._C._autograd, "_get_current_graph_task_keep_graph", None)
     # without the query (older torch) hand over: a second backward then raises clearly
     return False if get is None else bool(get())
+
+
+def _refuse_create_graph(what):
+    """RuntimeError in a backward with create_graph=True, for a Function whose gradient
+    is not differentiable (torch.autograd.function.once_differentiable would instead
+    return a gradient without a graph, and a second-order term would silently be 0)."""
+    if torch.is_grad_enabled():
+        raise RuntimeError(f"{what} is not twice differentiable: backward with "
+                           "create_graph=True (double backward, Hessian-vector products) "
+                           "is not supported; use celib.torch_ops.cross_entropy with "
+                           "backend='torch' on the logits")
 
 
 def _linear_chunk_rows(N, V, device):
@@ -502,7 +584,7 @@ def _linear_pass(x, W, b, tgt, spec, s_all, lse_out, loss_out, want, chunk):
             g = z
         else:
             zc = z.to(cdt)
-            lse = torch.logsumexp(zc, dim=1)
+            lse = _logsumexp_(zc, torch.empty(hi - lo, dtype=cdt, device=zc.device))
             loss = tgt.loss(zc, lse, lo, hi)
             g = None
             if any_grad:
@@ -542,7 +624,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
         N = spec.M
         tgt = _linear_target(target, spec, weight, cdt)
         denom = (tgt.mean_denominator() if isinstance(tgt, _IndexRows)
-                 else torch.tensor(float(N), dtype=cdt, device=x.device))
+                 else tgt.mean_denominator(N, x.device))
         want = tuple(ctx.needs_input_grad[:3])
         loss = torch.empty(N, dtype=cdt, device=x.device)
         lse = torch.empty(N, dtype=cdt, device=x.device)
@@ -565,8 +647,13 @@ class _LinearCrossEntropy(torch.autograd.Function):
         return out.to(x.dtype)
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx, grad_output):
+        _refuse_create_graph("celib's linear_cross_entropy")
+        with torch.no_grad():
+            return _LinearCrossEntropy._backward(ctx, grad_output)
+
+    @staticmethod
+    def _backward(ctx, grad_output):
         spec = ctx.spec
         if spec.reduction != "none":
             if ctx.grads is None:
@@ -594,7 +681,7 @@ def _linear_target(target, spec, weight, cdt):
     if spec.kind == "indices":
         y = target.reshape(spec.M)
         tgt = _IndexRows(y, spec.C, weight, spec.ignore_index, spec.eps, cdt)
-        tgt.y_raw = y
+        tgt.y_raw = y.contiguous()   # the kernel reads the indices with unit stride
         return tgt
     return _ProbRows(target.reshape(spec.M, spec.C), spec.C, weight, spec.eps, cdt)
 
@@ -627,7 +714,7 @@ def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weig
         for a non-None ignore_index with probability targets; celib, like
         :func:`cross_entropy`, only refuses a non-negative one).
     chunk_size : int, optional
-        Rows per chunk; default about 2^27 / V rows on CUDA and 2^20 / V on a CPU.
+        Rows per chunk (a Python or NumPy integer, at least 1); default about 2^27 / V rows on CUDA and 2^20 / V on a CPU.
 
     Returns
     -------
@@ -642,14 +729,16 @@ def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weig
     is known only in backward, so the forward computes the loss alone and the
     backward recomputes each chunk's logits (one more matmul per chunk). 16-bit
     parameter gradients are accumulated across chunks in their own dtype (the
-    matmuls accumulate in float32 within a chunk). Not twice differentiable.
+    matmuls accumulate in float32 within a chunk). Not twice differentiable: a
+    backward with create_graph=True raises RuntimeError.
 
     Raises
     ------
-    ValueError, TypeError, IndexError
-        As :func:`cross_entropy`; also for shapes of input, linear_weight and
-        linear_bias that do not fit (shapes named), a non-positive chunk_size, or
-        dtypes that differ.
+    ValueError, TypeError, IndexError, RuntimeError
+        As :func:`cross_entropy`; also ValueError for shapes of input, linear_weight
+        and linear_bias that do not fit (shapes named), a non-positive chunk_size, or
+        tensors on a device other than input's; TypeError for a chunk_size that is
+        not an integer, or dtypes that differ.
     """
     for t, name in ((input, "input"), (linear_weight, "linear_weight")):
         _check_float_tensor(t, name)
@@ -674,11 +763,15 @@ def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weig
         ignore_index = -100
     logits_meta = torch.empty(tuple(input.shape[:-1]) + (V,), dtype=input.dtype, device="meta")
     spec = _Spec(logits_meta, target, weight, ignore_index, reduction, label_smoothing)
-    if target.device != input.device:
-        raise ValueError(f"target is on {target.device} but input on {input.device}")
+    for t, name in ((target, "target"), (linear_weight, "linear_weight"),
+                    (linear_bias, "linear_bias"), (weight, "weight")):
+        if t is not None and t.device != input.device:
+            raise ValueError(f"{name} is on {t.device} but input on {input.device}")
     if chunk_size is None:
         chunk_size = _linear_chunk_rows(spec.M, V, input.device)
-    elif int(chunk_size) < 1:
+    elif isinstance(chunk_size, (bool, np.bool_)) or not isinstance(chunk_size, (int, np.integer)):
+        raise TypeError(f"chunk_size must be an integer number of rows, got {chunk_size!r}")
+    elif chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive number of rows, got {chunk_size!r}")
     x = input.reshape(spec.M, H)
     if x.stride(-1) != 1:

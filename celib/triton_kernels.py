@@ -33,7 +33,7 @@ __all__ = ["cross_entropy_triton", "cross_entropy_forward"]
 @triton.jit
 def _cross_entropy_kernel(
     X, stride_x,            # logits, (M, C) with unit class stride; row stride in elements
-    Y,                      # class indices, (M,)
+    Y,                      # class indices, (M,), contiguous
     W,                      # class weights, (C,) (unused unless HAS_WEIGHT)
     SUM_W,                  # sum(w), a float32 scalar in memory (unused unless HAS_SMOOTHING)
     SCALE,                  # s (1 / denominator or 1), a float32 scalar in memory
@@ -83,8 +83,11 @@ def _cross_entropy_kernel(
             tl.sum(tl.where(cols == y, 0.0, e), axis=0)
         m = m_new
     shift = tl.where(tl.abs(m) < float("inf"), m, 0.0)
-    log_d = tl.log(d)
-    lse = shift + log_d
+    lse = shift + tl.log(d)
+    # A row holding +inf has no softmax: its log-probabilities, loss and gradient are
+    # NaN (the reference's and torch's), not the +inf and 0 that log d = inf would give.
+    no_softmax = m == float("inf")
+    log_d = tl.where(no_softmax, float("nan"), tl.log(d))
 
     # ---- the effective target's coefficients -------------------------------------
     if HAS_WEIGHT:
@@ -112,7 +115,7 @@ def _cross_entropy_kernel(
     #   g_y = s (A (p_y - 1) + (A - a_y)),  p_y - 1 = -d_other / d.
     if HAS_GRAD or HAS_SMOOTHING:
         s = tl.load(SCALE)
-        inv_d = 1.0 / d
+        inv_d = tl.where(no_softmax, float("nan"), 1.0 / d)
         g_y = s * (A * (-(d_other * inv_d)) + (A - a_y))
         smooth = 0.0
         for start in range(0, C, BLOCK):
@@ -196,18 +199,31 @@ class _CrossEntropyTriton(torch.autograd.Function):
     upstream gradient (per row for 'none') in place in celib's buffer and hands
     the buffer over; under retain_graph=True it returns a scaled copy instead, so
     the graph can run again (except with inplace_backward, whose buffer is the logits).
+    Not twice differentiable: a backward with create_graph=True raises RuntimeError.
     """
 
     @staticmethod
     def forward(ctx, logits, target, weight, spec, inplace):
-        x = spec.rows(logits)
-        if x.stride(-1) != 1:
-            if inplace:
-                raise ValueError("inplace_backward=True needs logits whose classes are "
-                                 "contiguous, shape (N, C) or (C,)")
-            x = x.contiguous()
-        y = target.reshape(spec.M)
         M, C = spec.M, spec.C
+        if inplace:   # the rows must be a view of the logits (reshape may copy)
+            moved = logits.movedim(spec.class_axis, -1)
+            try:
+                x = moved.view(M, C)
+            except RuntimeError:
+                x = None
+            if x is None or x.stride(-1) != 1:
+                raise ValueError("inplace_backward=True needs logits whose rows (classes "
+                                 "last) are a view of their memory with contiguous classes, "
+                                 "e.g. shape (N, C), (C,) or a channels-last (N, C, d1, d2); "
+                                 f"got shape {tuple(logits.shape)} with strides "
+                                 f"{tuple(logits.stride())}")
+        else:
+            x = spec.rows(logits)
+            if x.stride(-1) != 1:
+                x = x.contiguous()
+        # int64 and contiguous: the kernel reads Y + row (a strided or expanded target would
+        # be misread), and a uint8 tensor would index as a boolean mask
+        y = target.reshape(M).long().contiguous()
         needs_grad = ctx.needs_input_grad[0]
         keep = y != spec.ignore_index
         if spec.reduction == "mean":
@@ -239,8 +255,14 @@ class _CrossEntropyTriton(torch.autograd.Function):
         return out.to(logits.dtype), None
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx, grad_output, _grad_dirty=None):
+        if torch.is_grad_enabled():
+            # once_differentiable would return a gradient without a graph: a second-order
+            # term through it would silently be 0
+            raise RuntimeError("celib's Triton cross-entropy is not twice differentiable: "
+                               "backward with create_graph=True (double backward, "
+                               "Hessian-vector products) is not supported; use "
+                               "backend='torch'")
         spec, grad = ctx.spec, ctx.grad
         if grad is None:
             if ctx.needs_input_grad[0]:

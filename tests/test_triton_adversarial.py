@@ -1,0 +1,85 @@
+"""Adversarial regressions for the Triton backend, run under Triton's interpreter on CPU.
+
+TRITON_INTERPRET=1 must be set before triton is first imported: set here, at the top.
+Run this file in its own process (as tests/test_triton_kernel.py).
+"""
+
+import math
+import os
+import sys
+
+_TRITON_WAS_IMPORTED = "triton" in sys.modules
+os.environ["TRITON_INTERPRET"] = "1"
+
+import pytest  # noqa: E402
+
+torch = pytest.importorskip("torch", reason="the Triton backend needs torch")
+pytest.importorskip("triton", reason="the Triton backend needs triton")
+
+from celib import triton_kernels  # noqa: E402
+from celib.torch_ops import cross_entropy  # noqa: E402
+
+if type(triton_kernels._cross_entropy_kernel).__name__ != "InterpretedFunction":
+    pytest.skip("triton (or celib.triton_kernels) was imported before TRITON_INTERPRET=1 was "
+                f"set in this process (triton imported first: {_TRITON_WAS_IMPORTED}); run this "
+                "file on its own: pytest tests/test_triton_adversarial.py", allow_module_level=True)
+
+F = torch.nn.functional
+
+
+def _tr(*args, **kwargs):
+    return cross_entropy(*args, backend="triton", **kwargs)
+
+
+@pytest.mark.parametrize("layout", ["strided", "expanded"])
+def test_strided_or_expanded_target(layout):
+    # the kernel read Y + row: a strided target was misread, an expanded one read past its end
+    x = torch.randn(4, 5, generator=torch.Generator().manual_seed(0))
+    base = torch.tensor([0, 9, 3, 9, 1, 9, 4, 9])
+    y = base[::2] if layout == "strided" else torch.tensor([3]).expand(4)
+    torch.testing.assert_close(_tr(x, y, reduction="none"), F.cross_entropy(x, y, reduction="none"))
+
+
+def test_uint8_target_with_weight():
+    # uint8 indices indexed the weight as a boolean mask: IndexError
+    x = torch.randn(4, 5, generator=torch.Generator().manual_seed(1))
+    y = torch.tensor([0, 4, 2, 3], dtype=torch.uint8)
+    w = torch.rand(5, generator=torch.Generator().manual_seed(2))
+    torch.testing.assert_close(_tr(x, y, weight=w), F.cross_entropy(x, y, weight=w))
+
+
+def test_positive_inf_logit_on_another_class_gives_nan():
+    # lse = +inf gave a loss of +inf and a gradient of 0 on the finite classes
+    x = torch.tensor([[math.inf, 0.0, 0.0], [0.0, 1.0, 2.0]], requires_grad=True)
+    y = torch.tensor([1, 2])
+    loss = _tr(x, y, reduction="none", label_smoothing=0.1)
+    loss.sum().backward()
+    assert torch.isnan(loss[0]) and torch.isfinite(loss[1])
+    assert torch.isnan(x.grad[0]).all() and torch.isfinite(x.grad[1]).all()
+    torch.testing.assert_close(loss, F.cross_entropy(x, y, reduction="none", label_smoothing=0.1),
+                               equal_nan=True)
+
+
+def test_create_graph_is_refused_not_silent():
+    # once_differentiable returned a gradient without a graph: second-order terms silently 0
+    x = torch.randn(3, 4, requires_grad=True)
+    loss = _tr(x, torch.tensor([0, 1, 2]))
+    with pytest.raises(RuntimeError, match="not twice differentiable"):
+        torch.autograd.grad(loss, x, create_graph=True)
+
+
+def test_inplace_backward_refuses_logits_whose_rows_are_a_copy():
+    # (N, C, d) logits: the rows were reshaped into a copy, so "in place" wrote the copy
+    # and marked the untouched logits dirty
+    base = torch.randn(2, 5, 3, requires_grad=True)
+    logits = base * 1.0
+    with pytest.raises(ValueError, match="inplace_backward=True needs logits"):
+        _tr(logits, torch.randint(0, 5, (2, 3)), inplace_backward=True)
+    # channels-last rows are a view: accepted, and truly in place
+    base4 = torch.randn(2, 5, 3, 4, requires_grad=True)
+    logits4 = (base4 * 1.0).contiguous(memory_format=torch.channels_last)
+    y4 = torch.randint(0, 5, (2, 3, 4))
+    _tr(logits4, y4, inplace_backward=True).backward()
+    expected = base4.detach().clone().requires_grad_()
+    F.cross_entropy(expected, y4).backward()
+    torch.testing.assert_close(base4.grad, expected.grad)
