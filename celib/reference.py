@@ -183,7 +183,8 @@ class _IndexTarget:
         self.keep = y != ignore_index
         self.y = np.where(self.keep, y, 0)  # a harmless index for ignored rows
         self.w = np.ones(C, np.float64) if weight is None else weight.astype(np.float64)
-        self.w_y = np.where(self.keep, self.w[self.y], 0.0)
+        # w[y_n] of kept rows (with no classes every row is ignored: nothing to look up)
+        self.w_y = np.where(self.keep, self.w[self.y], 0.0) if C else np.zeros(len(y))
         self.onehot_coef = (1.0 - eps) * self.w_y   # alpha_n
         # the spread (eps / C) w of every kept row; exactly 0 without smoothing, even for a
         # class of weight NaN or inf that no row targets (0 * inf would poison every row)
@@ -468,6 +469,11 @@ def cross_entropy_and_grad(logits, target, *, weight=None, ignore_index=-100, re
 def _loss_and_grad(problem, grad_output=None, with_grad=True):
     """The loss (reduced) and, if asked, dL/dlogits of a prepared problem."""
     x, a = problem.x, problem.target
+    if x.shape[1] == 0:
+        # no classes: every loss is an empty sum, 0 (a class index could only be ignored),
+        # and the gradient is empty; 'mean' divides by 0 and gives NaN, as torch
+        problem.scale(grad_output)                      # still check grad_output's shape
+        return problem.reduce(np.zeros(len(x))), problem.unflatten(x.copy()) if with_grad else None
     m, e, S = _shifted_exp(x, axis=1)                   # e = exp(x - m), one N x C buffer
     m, S = m[:, 0].astype(np.float64), S[:, 0]
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # beyond max float: inf

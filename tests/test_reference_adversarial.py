@@ -300,3 +300,12 @@ def test_numerical_grad_non_numeric_step_names_eps(eps):
 def test_numerical_grad_f_returning_none_is_an_error():
     with pytest.raises((TypeError, ValueError), match="f must return"):
         celib.numerical_grad(lambda z: None, X)
+
+
+@pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
+def test_no_classes_every_target_ignored(reduction):
+    """C = 0 with every class index ignored: torch gives zeros / 0 / NaN, not an error."""
+    x, t = np.zeros((3, 0)), np.full(3, -100)
+    expected = {"none": np.zeros(3), "sum": 0.0, "mean": np.nan}[reduction]
+    np.testing.assert_array_equal(celib.cross_entropy(x, t, reduction=reduction), expected)
+    assert celib.cross_entropy_grad(x, t, reduction=reduction).shape == (3, 0)
