@@ -2,7 +2,7 @@
 
 Imported only on request (``import celib.torch_ops``): ``import celib`` works without torch.
 
-Everything here follows the NumPy reference (:mod:`celib.reference`), whose
+Everything here follows the NumPy reference (``celib.reference``), whose
 one idea carries every option: for each element n (a row of the logits after
 moving the class axis last) an *effective target* a_n over the C classes and a
 *scale* s_n (upstream gradient over the reduction's denominator), with
@@ -18,7 +18,7 @@ full a_n = ((1 - eps) q_n + eps / C) w, rebuilt a chunk of rows at a time
 rebuilds p_n = exp(x_n - lse_n) chunk by chunk straight into the gradient.
 
 Backends: ``"torch"`` (torch ops, any device), ``"triton"`` (the fused kernel of
-:mod:`celib.triton_kernels`, imported lazily: only when that backend is
+``celib.triton_kernels``, imported lazily: only when that backend is
 chosen), ``"auto"`` (Triton on CUDA when triton is installed, else torch).
 """
 
@@ -450,7 +450,7 @@ def cross_entropy(logits, target, *, weight=None, ignore_index=-100, reduction="
     """Cross-entropy with PyTorch's semantics and a closed-form backward.
 
     Same options, shapes and results as ``torch.nn.functional.cross_entropy``
-    and :func:`celib.reference.cross_entropy` (with the reference's deliberate
+    and :func:`celib.cross_entropy` (with the reference's deliberate
     deviation: a class whose effective target is exactly 0 contributes exactly 0
     loss, even at a -inf logit). The backward is dL/dx_n = s_n (p_n A_n - a_n);
     the forward saves one log-sum-exp per row, never the M x C log-probabilities.
@@ -476,7 +476,7 @@ def cross_entropy(logits, target, *, weight=None, ignore_index=-100, reduction="
         Target mixed with the uniform distribution: (1 - eps) q + eps / C.
     backend : {'auto', 'torch', 'triton'}, default 'auto'
         'torch': torch ops, any device, computed in float32 for 16-bit inputs and
-        in chunks of rows. 'triton': the fused kernel of :mod:`celib.triton_kernels`
+        in chunks of rows. 'triton': the fused kernel of ``celib.triton_kernels``
         (loss and gradient in one launch; probability targets and float64 fall
         back to the torch backend). 'auto': Triton on CUDA when triton is
         installed, else torch.
