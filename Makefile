@@ -4,6 +4,12 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.celib-installed
+# Where no torch is installed yet, this pinned build is installed first. On this project's
+# machines pip finds the CPU build on local disk; elsewhere on Linux, PyPI's wheel is a CUDA
+# build of several GB: ask for the CPU one with
+#   make TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu" book
+TORCH_SPEC     ?= torch==2.13.0
+TORCH_PIP_ARGS ?=
 
 .PHONY: book test clean
 
@@ -14,7 +20,7 @@ $(STAMP): pyproject.toml Makefile
 	# pip takes the CPU build of 2.13.0 from local disk, where a looser spec would
 	# pull a multi-GB CUDA build. The package itself asks for a range, which an
 	# installed torch (CPU or CUDA) satisfies, so nothing more is installed.
-	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q "torch==2.13.0"
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q $(TORCH_PIP_ARGS) "$(TORCH_SPEC)"
 	$(BIN)/python -m pip install -q -e ".[torch,triton,book,test]"
 	touch $(STAMP)
 
