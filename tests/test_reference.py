@@ -762,3 +762,22 @@ def test_cross_entropy_and_grad_equals_the_two_calls(reduction, kind):
     np.testing.assert_array_equal(loss, celib.cross_entropy(x, t, **options))
     np.testing.assert_array_equal(grad, celib.cross_entropy_grad(x, t, grad_output=g, **options))
     assert loss.dtype == grad.dtype == np.float32
+
+
+def test_large_logits_in_parallel_equal_one_thread(monkeypatch):
+    """Above _PARALLEL_MIN_ELEMENTS the softmax runs one block of rows per core: every
+    value must be bit-identical to the one-thread computation."""
+    from celib import reference
+
+    rng = np.random.default_rng(11)
+    x = (rng.standard_normal((257, 16411)) * 4).astype(np.float32)   # > 2^22 elements
+    x[3, :] = -np.inf                                                 # a row with no softmax
+    y = rng.integers(0, 16411, 257)
+    y[5] = -100
+    assert x.size >= reference._PARALLEL_MIN_ELEMENTS
+    parallel = celib.cross_entropy_and_grad(x, y, label_smoothing=0.1)
+    monkeypatch.setattr(reference, "_PARALLEL_MIN_ELEMENTS", np.inf)
+    serial = celib.cross_entropy_and_grad(x, y, label_smoothing=0.1)
+    np.testing.assert_array_equal(parallel[0], serial[0])
+    np.testing.assert_array_equal(parallel[1], serial[1])
+    np.testing.assert_array_equal(celib.softmax(x), reference.softmax(x))
