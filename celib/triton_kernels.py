@@ -250,12 +250,13 @@ class _CrossEntropyTriton(torch.autograd.Function):
         ctx.grad = grad
         ctx.grad_is_view_of_logits = inplace
         if inplace and needs_grad:
-            ctx.mark_dirty(logits)
-            return out.to(logits.dtype), logits
-        return out.to(logits.dtype), None
+            # the logits now hold the gradient: bump their version counter (a view's is its
+            # base's), so that any backward that saved them raises instead of reading it
+            torch.autograd.graph.increment_version(logits)
+        return out.to(logits.dtype)
 
     @staticmethod
-    def backward(ctx, grad_output, _grad_dirty=None):
+    def backward(ctx, grad_output):
         if torch.is_grad_enabled():
             # once_differentiable would return a gradient without a graph: a second-order
             # term through it would silently be 0
@@ -285,5 +286,4 @@ def cross_entropy_triton(logits, target, weight, spec, *, inplace_backward=False
     if inplace_backward and logits.requires_grad and logits.is_leaf:
         raise RuntimeError("inplace_backward=True overwrites the logits, which a leaf tensor "
                            "that requires grad cannot allow; pass the output of an operation")
-    out, _ = _CrossEntropyTriton.apply(logits, target, weight, spec, bool(inplace_backward))
-    return out
+    return _CrossEntropyTriton.apply(logits, target, weight, spec, bool(inplace_backward))

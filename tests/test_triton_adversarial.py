@@ -83,3 +83,29 @@ def test_inplace_backward_refuses_logits_whose_rows_are_a_copy():
     expected = base4.detach().clone().requires_grad_()
     F.cross_entropy(expected, y4).backward()
     torch.testing.assert_close(base4.grad, expected.grad)
+
+
+def test_inplace_backward_on_a_view_of_a_non_leaf():
+    """The common (h @ W.T).view(-1, V): the gradient overwrites the logits' memory and
+    flows back to h and W exactly as the default path's does."""
+    torch.manual_seed(3)
+    h = torch.randn(2, 3, 8, dtype=torch.float32, requires_grad=True)
+    W = torch.randn(11, 8, dtype=torch.float32, requires_grad=True)
+    y = torch.randint(0, 11, (6,))
+    grads = []
+    for inplace in (False, True):
+        logits = (h @ W.T).view(-1, 11)
+        loss = cross_entropy(logits, y, backend="triton", inplace_backward=inplace)
+        grads.append(torch.autograd.grad(loss, (h, W)))
+    for default, inplace in zip(*grads):
+        torch.testing.assert_close(inplace, default)
+
+
+def test_inplace_backward_when_another_op_saved_the_logits_raises():
+    """tanh saves its output for backward; overwriting it must be caught by autograd."""
+    z = torch.randn(4, 7, requires_grad=True)
+    logits = torch.tanh(z)
+    loss = cross_entropy(logits, torch.tensor([0, 1, 2, 3]), backend="triton",
+                         inplace_backward=True)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        loss.backward()
