@@ -6,18 +6,12 @@ Targets (N=4096, C=32000, float32): time no worse than eager (ratio <= 1.0) and
 peak extra memory at most 0.6x eager's.
 
 How memory is measured. Each variant runs in a fresh subprocess that allocates and
-touches its inputs, runs a tiny warm-up call, resets the kernel's RSS high-water mark
-(writing 5 to /proc/self/clear_refs), reads its resident set size (RSS,
-/proc/self/statm), runs one forward + backward, and reads the high-water mark
-(VmHWM in /proc/self/status; ``resource.getrusage``'s ``ru_maxrss`` only as a
-fallback, since Linux carries the parent's mark into it across exec).
-Peak extra memory = high-water mark - RSS before the call. On Linux
-glibc serves allocations above its mmap threshold (these tensors are hundreds of MB)
-with fresh mappings and returns them on free, and torch's CPU allocator does not
-cache, so RSS follows live tensor memory; a subprocess per variant keeps one
-variant's high-water mark out of the other's. The gradient (N x C) is part of both
-variants' extra memory. The child checks that its high-water mark before the call
-did not exceed its RSS, so the difference is sound.
+touches its inputs, runs a tiny warm-up call, then measures one forward + backward
+with ``celib.book.peak_extra_bytes`` (the same helper chapter 8 uses: it resets the
+kernel's RSS high-water mark through /proc/self/clear_refs and reads VmHWM - VmRSS;
+``getrusage``'s ru_maxrss is no use here, since Linux carries the parent's mark into
+it across exec). A subprocess per variant keeps one variant's high-water mark out of
+the other's. The gradient (N x C) is part of both variants' extra memory.
 
 Time: both variants in this process, interleaved, median of ``--repeats`` runs after
 one warm-up; ratio = celib / eager (below 1 is faster). Prints ratios measured in
@@ -29,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -39,6 +32,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import torch  # noqa: E402
 
+from celib.book import peak_extra_bytes  # noqa: E402
 from celib.torch_ops import cross_entropy  # noqa: E402
 
 
@@ -58,46 +52,12 @@ def _step(variant, x, y):
     return loss, grad
 
 
-def _rss_bytes():
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def _reset_peak():
-    """Reset the kernel's RSS high-water mark (Linux >= 4.0: write 5 to clear_refs)."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def _peak_bytes():
-    """The RSS high-water mark: VmHWM of /proc/self/status (this process's memory only);
-    ``getrusage``'s ru_maxrss as a fallback (it also keeps the parent's mark across exec)."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
 def _child(variant, n, c):
     """Run in a subprocess: print the peak extra memory of one forward + backward."""
     x, y = _inputs(n, c)
     _step(variant, x[:2], y[:2])                          # load lazily-initialised code paths
-    reset = _reset_peak()
-    before = _rss_bytes()
-    peak_before = _peak_bytes()
-    loss, grad = _step(variant, x, y)
-    peak = _peak_bytes()
-    # sound when the high-water mark before the call was the RSS then (up to 8 MiB)
-    print(json.dumps(dict(extra=peak - before, sound=peak_before <= before + (8 << 20),
-                          reset=reset, input=x.numel() * x.element_size())))
+    extra = peak_extra_bytes(lambda: _step(variant, x, y))
+    print(json.dumps(dict(extra=extra, input=x.numel() * x.element_size())))
 
 
 def _extra_memory(variant, n, c):
@@ -140,8 +100,7 @@ def main():
           f"celib {med['celib'] * 1e3:.0f} ms")
     print(f"peak extra memory: eager {mem['eager']['extra'] / mb:.0f} MiB, "
           f"celib {mem['celib']['extra'] / mb:.0f} MiB "
-          f"(logits are {mem['eager']['input'] / mb:.0f} MiB; measurements sound: "
-          f"{mem['eager']['sound'] and mem['celib']['sound']})")
+          f"(logits are {mem['eager']['input'] / mb:.0f} MiB)")
     t_ratio = med["celib"] / med["eager"]
     m_ratio = mem["celib"]["extra"] / mem["eager"]["extra"]
     print(f"time ratio celib/eager: {t_ratio:.2f} (target <= 1.00: "
