@@ -108,14 +108,19 @@ def _markdown(path):
     return "\n\n".join(source(c) for c in nb["cells"] if c["cell_type"] == "markdown")
 
 
-@pytest.mark.parametrize("name", CHAPTERS)
-def test_same_code(name):
+def _paired_code_cells(name, what):
+    """The code cells of both editions, pairwise; skip a markdown page (it has no ``what``)."""
     en, zh = _both(name)
     if en.suffix != ".ipynb":
-        pytest.skip(f"{name}: a markdown page has no code cells")
+        pytest.skip(f"{name}: a markdown page has no {what}")
     a, b = _code_cells(load_notebook(en)), _code_cells(load_notebook(zh))
     assert len(a) == len(b), f"{name}: {len(a)} code cells in English, {len(b)} in Chinese"
-    for i, (x, y) in enumerate(zip(a, b), 1):
+    return enumerate(zip(a, b), 1)
+
+
+@pytest.mark.parametrize("name", CHAPTERS)
+def test_same_code(name):
+    for i, (x, y) in _paired_code_cells(name, "code cells"):
         assert normalise_code(source(x)) == normalise_code(source(y)), (
             f"{name}: code cell {i} differs (comments and the LANG line aside)\n"
             f"--- en\n{source(x)}\n--- zh\n{source(y)}")
@@ -124,12 +129,7 @@ def test_same_code(name):
 
 @pytest.mark.parametrize("name", CHAPTERS)
 def test_same_outputs(name):
-    en, zh = _both(name)
-    if en.suffix != ".ipynb":
-        pytest.skip(f"{name}: a markdown page has no outputs")
-    a, b = _code_cells(load_notebook(en)), _code_cells(load_notebook(zh))
-    assert len(a) == len(b), f"{name}: {len(a)} code cells in English, {len(b)} in Chinese"
-    for i, (x, y) in enumerate(zip(a, b), 1):
+    for i, (x, y) in _paired_code_cells(name, "outputs"):
         if "lang-output" in tags(x) | tags(y):
             continue
         assert normalise_outputs(x) == normalise_outputs(y), (
