@@ -59,6 +59,35 @@ def setup_notebook(lang="en", seed=0):
 CURRENT_LANG = "en"
 
 
+def glue(name, value):
+    """Record ``value`` under ``name`` for the page's prose, as MyST-NB's ``glue``.
+
+    A markdown cell of the same notebook shows it with ``{glue:text}`name```. Pass the
+    string the reader should see, formatted in the code cell (``f"{x:.4f}"``): the stored
+    output is exactly what the page shows and what nbval compares, so the prose can never
+    drift from the code. Nothing is displayed in Jupyter.
+
+    Parameters
+    ----------
+    name : str
+        Key, unique within the notebook; both editions use the same keys.
+    value : str or int or float
+        Preferably a formatted string; NumPy scalars are converted to Python ones.
+
+    Returns
+    -------
+    None
+        Where MyST-NB is not installed (Colab with only ``celib``), nothing is recorded.
+    """
+    if isinstance(value, np.generic):
+        value = value.item()
+    try:
+        from myst_nb import glue as myst_glue
+    except ImportError:
+        return
+    myst_glue(name, value, display=False)
+
+
 def device():
     """'cuda' where a GPU is present, else 'cpu' (outputs must not depend on it)."""
     try:
