@@ -1,6 +1,6 @@
 """Sphinx extension for the book (loaded through ``_config.yml``, ``sphinx.local_extensions``).
 
-Three things Jupyter Book 1 does not do on its own:
+What Jupyter Book 1 does not do on its own:
 
 1. Chinese search. ``html_search_language: zh`` needs ``jieba``; without it Sphinx silently
    indexes Chinese text as whole runs of characters, and it silently ignores a user dictionary
@@ -14,14 +14,33 @@ Three things Jupyter Book 1 does not do on its own:
    component). The pages load ``tex-chtml.js`` only, plus what it loads on demand (TeX
    extensions, CHTML fonts, menu, accessibility); the other combined builds and ``latest.js``
    (which looks up MathJax versions on CDNs) are removed from the built site.
+4. Two editions (``tools/build_book.py`` builds each with ``celib_edition`` = ``en`` / ``zh``):
+   a language switcher in every page's header, going to the same page of the other edition
+   (a relative link; the choice is kept in ``localStorage`` for the landing page); links in the
+   prose to the other edition (``[English version](../en/02_the_gradient.ipynb)``) become
+   relative links to its pages; sections whose title gives no ASCII id (``id6``) get an id
+   from the title itself (``#練習-2.1``), kept as the first id so the page's table of contents
+   uses it.
+5. Traditional Chinese glyphs on any machine: the zh edition serves a subset of Noto Sans CJK
+   TC (the font of the figures, pip package ``cvttf-notosanscjk-regular``), made with fontTools
+   at the end of the build from the characters its pages use (woff2 when brotli is installed,
+   else woff), declared with @font-face in ``_static/celib-zh-font.css``.
 """
 
 from __future__ import annotations
 
+import gettext
+import hashlib
 import os
+import posixpath
+import re
 import shutil
+import unicodedata
 from pathlib import Path
 
+from docutils import nodes
+from sphinx import addnodes
+from sphinx.transforms import SphinxTransform
 from sphinx.util import logging
 
 logger = logging.getLogger(__name__)
@@ -85,7 +104,272 @@ def _prune_mathjax(app, exc):
             path.unlink()
 
 
+# --- two editions ---------------------------------------------------------------------
+
+HERE = Path(__file__).resolve().parent
+STORAGE_KEY = "celib-book-lang"       # the landing page (tools/build_book.py) reads it
+HTML_LANG = {"en": "en", "zh": "zh-TW"}
+SWITCH_TITLE = {"en": "Read this page in English", "zh": "以繁體中文閱讀本頁"}
+
+
+def _other_edition(config):
+    editions = list(config.celib_editions or {})
+    others = [e for e in editions if e != config.celib_edition]
+    return others[0] if others else None
+
+
+def _setup_edition(app, config):
+    if not config.celib_edition:
+        return
+    config.templates_path = list(config.templates_path or []) + [str(HERE / "templates")]
+    options = dict(config.html_theme_options or {})
+    end = options.get("article_header_end") or ["article-header-buttons.html"]
+    if isinstance(end, str):
+        end = [e.strip() for e in end.split(",") if e.strip()]
+    if "celib-lang-switch.html" not in end:
+        end = ["celib-lang-switch.html"] + list(end)
+    options["article_header_end"] = end
+    config.html_theme_options = options
+
+
+_EDITION_LINK = re.compile(r"^(?P<path>[^#?]+)\.(?:ipynb|md)(?P<anchor>#.*)?$")
+
+
+class CrossEditionLinks(SphinxTransform):
+    """``[English version](../en/02_the_gradient.ipynb)`` in the zh edition: the other
+    edition is another site, so the link becomes a relative URL of its page."""
+
+    default_priority = 100
+
+    def apply(self, **kwargs):
+        lang = self.config.celib_edition
+        if not lang:
+            return
+        docdir = posixpath.dirname(f"{lang}/{self.env.docname}")
+        for node in list(self.document.findall(addnodes.pending_xref)):
+            if node.get("reftype") != "myst":
+                continue
+            m = _EDITION_LINK.match(node.get("reftarget", ""))
+            if not m:
+                continue
+            target = posixpath.normpath(posixpath.join(docdir, m["path"]))
+            edition = target.split("/", 1)[0]
+            if edition == lang or edition not in (self.config.celib_editions or {}):
+                continue
+            uri = posixpath.relpath(target, docdir) + ".html" + (m["anchor"] or "")
+            ref = nodes.reference("", "", *node.children, refuri=uri, internal=False,
+                                  classes=["celib-edition-link"])
+            node.replace_self(ref)
+
+
+_AUTO_ID = re.compile(r"^id\d+$")
+
+
+def _slug(text):
+    text = unicodedata.normalize("NFKC", text).strip().lower()
+    out = []
+    for ch in text:
+        cat = unicodedata.category(ch)
+        out.append(ch if cat[0] in "LN" or ch in "._" else "-")
+    return re.sub(r"-{2,}", "-", "".join(out)).strip("-.")
+
+
+class ReadableSectionIds(SphinxTransform):
+    """A section whose title yields no ASCII id gets an id from its title (``#練習-2.1``)."""
+
+    default_priority = 900
+
+    def apply(self, **kwargs):
+        if not self.config.celib_edition:
+            return
+        taken = set(self.document.ids)
+        for section in self.document.findall(nodes.section):
+            ids = section.get("ids", [])
+            if not ids or not all(_AUTO_ID.match(i) for i in ids):
+                continue
+            title = next(iter(section.findall(nodes.title)), None)
+            slug = _slug(title.astext()) if title is not None else ""
+            if not slug:
+                continue
+            candidate, n = slug, 1
+            while candidate in taken:
+                n += 1
+                candidate = f"{slug}-{n}"
+            taken.add(candidate)
+            section["ids"].insert(0, candidate)
+            self.document.ids[candidate] = section
+
+
+# Interface strings that Sphinx, pydata-sphinx-theme, sphinx-book-theme and the templates in
+# _ext/templates leave in English under ``language = "zh_TW"`` (Taiwan usage, zh-style.md).
+INTERFACE = {
+    "zh": {
+        "Search this book...": "搜尋本書…",
+        "Launch on": "開啟於",
+        "Launch interactive content": "在線上執行",
+        "Repository": "儲存庫",
+        "Open issue": "回報問題",
+        "Source repositories": "原始碼儲存庫",
+        "Color mode": "色彩模式",
+        "Light": "淺色",
+        "Dark": "深色",
+        "System Settings": "跟隨系統設定",
+        "© Copyright %(copyright)s.": "© %(copyright)s 版權所有。",
+        "Copyright %(copyright)s": "%(copyright)s 版權所有",
+        "Toggle primary sidebar": "顯示或隱藏目錄側欄",
+        "Toggle secondary sidebar": "顯示或隱藏本頁大綱",
+        "Main": "主目錄",
+        "Page": "本頁",
+    },
+}
+
+
+class _Table(gettext.NullTranslations):
+    def __init__(self, table, fallback=None):
+        super().__init__()
+        self._table = table
+        if fallback is not None:
+            self.add_fallback(fallback)
+
+    def gettext(self, message):
+        if message in self._table:
+            return self._table[message]
+        return self._fallback.gettext(message) if self._fallback else message
+
+
+def _translate_interface(app):
+    """Add INTERFACE to every message catalog Sphinx has loaded (Sphinx's, the themes')."""
+    table = INTERFACE.get(app.config.celib_edition)
+    if not table:
+        return
+    from sphinx import locale
+
+    for key, translator in list(locale.translators.items()):
+        catalog = getattr(translator, "_catalog", None)
+        if isinstance(catalog, dict):
+            catalog.update(table)
+        else:
+            locale.translators[key] = _Table(table, translator)
+
+
+def _edition_context(app, pagename, templatename, context, doctree):
+    lang = app.config.celib_edition
+    other = _other_edition(app.config)
+    if not lang or not other:
+        return
+    prefix = "../" * (pagename.count("/") + 1)
+    context["language"] = HTML_LANG.get(lang, context.get("language"))
+    context["celib_switch"] = {
+        "href": f"{prefix}{other}/{pagename}.html",
+        "edition": other,
+        "hreflang": HTML_LANG.get(other, other),
+        "label": app.config.celib_editions[other],
+        "title": SWITCH_TITLE.get(other, ""),
+        "key": STORAGE_KEY,
+    }
+
+
+# --- Traditional Chinese web font ------------------------------------------------------
+
+FONT_FAMILY = "Celib Noto Sans TC"
+FONT_STEM = "celib-noto-sans-tc"
+FONT_CSS = "celib-zh-font.css"
+# What the @font-face may be used for: CJK punctuation, ideographs, full-width forms. Characters
+# the subset lacks fall through to the next font of the list.
+UNICODE_RANGE = ("U+2E80-2FDF, U+3000-303F, U+3100-312F, U+31A0-31BF, U+3200-9FFF, "
+                 "U+F900-FAFF, U+FE10-FE1F, U+FE30-FE4F, U+FF00-FFEF, U+20000-2FA1F")
+
+
+def _wide(ch):
+    return ord(ch) >= 0x2E80 and unicodedata.east_asian_width(ch) in ("W", "F")
+
+
+def _used_characters(outdir):
+    chars = set()
+    files = list(outdir.rglob("*.html")) + list((outdir / "_sources").rglob("*.txt"))
+    files += [p for p in (outdir / "_static").glob("*.js") if "translations" in p.name]
+    for path in files:
+        chars |= {c for c in path.read_text(encoding="utf-8", errors="ignore") if _wide(c)}
+    return "".join(sorted(chars))
+
+
+def _web_font(app, exc):
+    if exc is not None or app.builder.format != "html" or not _needs_font(app.config):
+        return
+    outdir = Path(app.outdir)
+    static = outdir / "_static"
+    fonts = static / "fonts"
+    try:
+        from celib.plotting import cjk_font_path
+        source = cjk_font_path()
+    except ImportError:
+        source = None
+    if not source or not Path(source).is_file():
+        logger.warning("the Noto Sans CJK TC font (pip package cvttf-notosanscjk-regular) is "
+                       "not installed: the zh pages get no web font", type="celib", subtype="font")
+        return
+    try:
+        import brotli  # noqa: F401
+        flavor = "woff2"
+    except ImportError:
+        flavor = "woff"
+    chars = _used_characters(outdir)
+    key = hashlib.sha256(f"{source}\n{flavor}\n{chars}".encode()).hexdigest()
+    font = fonts / f"{FONT_STEM}.{flavor}"
+    stamp = fonts / f"{FONT_STEM}.sha256"
+    if not (font.is_file() and stamp.is_file() and stamp.read_text() == key):
+        from fontTools import subset
+
+        fonts.mkdir(parents=True, exist_ok=True)
+        for old in fonts.glob(f"{FONT_STEM}.*"):
+            old.unlink()
+        options = subset.Options()
+        options.flavor = flavor
+        options.hinting = False
+        options.desubroutinize = True
+        options.name_IDs = [0, 1, 2, 3, 4, 5, 6]   # keeps the font's copyright and licence notice
+        options.layout_features = ["*"]
+        tt = subset.load_font(source, options)
+        subsetter = subset.Subsetter(options)
+        subsetter.populate(unicodes=[ord(c) for c in chars])
+        subsetter.subset(tt)
+        subset.save_font(tt, str(font), options)
+        stamp.write_text(key)
+    css = (f'/* {FONT_FAMILY}: a subset of Noto Sans CJK TC (SIL Open Font License 1.1) with '
+           f'the {len(chars)} characters of this site, made by _ext/celib_book_ext.py. */\n'
+           f'@font-face {{\n  font-family: "{FONT_FAMILY}";\n  font-style: normal;\n'
+           f'  font-weight: 100 900;\n  font-display: swap;\n'
+           f'  src: url("fonts/{font.name}") format("{flavor}");\n'
+           f'  unicode-range: {UNICODE_RANGE};\n}}\n'
+           f'html[lang] {{\n'
+           f'  --pst-font-family-base: "{FONT_FAMILY}", var(--pst-font-family-base-system);\n'
+           f'  --pst-font-family-heading: "{FONT_FAMILY}", var(--pst-font-family-base-system);\n'
+           f'  --pst-font-family-monospace: var(--pst-font-family-monospace-system), '
+           f'"{FONT_FAMILY}";\n}}\n')
+    (static / FONT_CSS).write_text(css, encoding="utf-8")
+    logger.info(f"celib: web font {font.name}: {len(chars)} characters, "
+                f"{font.stat().st_size / 1024:.0f} KiB")
+
+
+def _needs_font(config):
+    return config.celib_edition == "zh"
+
+
+def _add_font_css(app):
+    if _needs_font(app.config) and app.builder.format == "html":
+        app.add_css_file(FONT_CSS)
+
+
 def setup(app):
+    app.add_config_value("celib_edition", "", "html", [str])
+    app.add_config_value("celib_editions", {}, "html", [dict])
+    app.connect("config-inited", _setup_edition)
+    app.connect("builder-inited", _add_font_css)
+    app.connect("builder-inited", _translate_interface)
+    app.add_transform(CrossEditionLinks)
+    app.add_transform(ReadableSectionIds)
+    app.connect("html-page-context", _edition_context)
+    app.connect("build-finished", _web_font)
     app.connect("config-inited", _check_search)
     app.connect("html-page-context", _drop_thebe, priority=900)
     # after sphinx-mathjax-offline's copy (default priority 500)

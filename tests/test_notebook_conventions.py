@@ -1,8 +1,8 @@
 """Each chapter notebook follows CONTRIBUTING.md: the first three cells, stored outputs of a
 clean top-to-bottom run, no warnings stored, Taiwan usage in the Chinese prose.
 
-The Colab cell is compared with the one written in CONTRIBUTING.md itself, so the two
-cannot drift apart.
+The Colab cell is compared with the one written in CONTRIBUTING.md itself (one per edition),
+so the two cannot drift apart.
 """
 
 from __future__ import annotations
@@ -30,11 +30,16 @@ SIMPLIFIED = set("损数传计络层权类标签据实现动态习题练码图�
 MAINLAND_TERMS = ["概率", "默認", "內存", "顯存", "鏈式法則", "歸一化", "接口", "代碼"]
 
 
-def _colab_cell_from_contributing():
+def _colab_cell_from_contributing(lang):
+    """The Colab cell of CONTRIBUTING.md: its first ```python block under "Cell 2" is the
+    English cell, the second the Chinese one."""
     text = (ROOT / "CONTRIBUTING.md").read_text(encoding="utf-8")
-    m = re.search(r"Cell 2[^\n]*\n\s*```python\n(.*?)\n\s*```", text, re.S)
-    assert m, "CONTRIBUTING.md no longer shows the Colab cell (Cell 2) in a ```python block"
-    return textwrap.dedent(m.group(1)).strip()
+    section = re.search(r"- Cell 2 .*?(?=\n- Cell 3)", text, re.S)
+    assert section, "CONTRIBUTING.md no longer describes Cell 2 (the Colab cell)"
+    blocks = re.findall(r"```python\n(.*?)\n\s*```", section.group(0), re.S)
+    assert len(blocks) == 2, ("CONTRIBUTING.md should show the Colab cell (Cell 2) twice, "
+                              "English then Chinese, each in a ```python block")
+    return textwrap.dedent(blocks[{"en": 0, "zh": 1}[lang]]).strip()
 
 
 def _is_glossary(path):
@@ -66,8 +71,10 @@ def test_first_three_cells(path):
     colab = cells[1]
     assert colab["cell_type"] == "code" and "colab-install" in tags(colab), (
         "cell 2 must be the code cell tagged 'colab-install'")
-    assert source(colab).strip() == _colab_cell_from_contributing(), (
-        "cell 2 must be exactly the Colab cell of CONTRIBUTING.md")
+    assert "remove-cell" in tags(colab), (
+        "cell 2 (the Colab cell) must also carry the tag 'remove-cell': the pages leave it out")
+    assert source(colab).strip() == _colab_cell_from_contributing(lang), (
+        f"cell 2 must be exactly the {lang} Colab cell of CONTRIBUTING.md")
 
     setup = source(cells[2])
     assert cells[2]["cell_type"] == "code", "cell 3 must be the set-up code cell"

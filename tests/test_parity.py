@@ -1,7 +1,8 @@
 """The two editions say the same thing: same chapters, code, outputs and display equations.
 
-Only prose, comments in code, the ``LANG = "en"`` / ``LANG = "zh"`` line and the outputs of
-cells tagged ``lang-output`` may differ (CONTRIBUTING.md, "Chapters"). One test per chapter,
+Only prose, comments in code, the ``LANG = "en"`` / ``LANG = "zh"`` line, the Colab cell's
+``os.chdir("/content/book/chapters/<lang>")`` line and the outputs of cells tagged
+``lang-output`` may differ (CONTRIBUTING.md, "Chapters"). One test per chapter,
 so a failure names it; a chapter that exists in neither language is skipped, not passed.
 """
 
@@ -18,6 +19,8 @@ from book_helpers import (ROOT, display_math, load_notebook, output_text, read_t
 
 CHAPTERS = chapter_names()
 LANG_LINE = re.compile(r"""^(\s*)LANG\s*=\s*["'](en|zh)["']\s*$""")
+# The Colab cell (cell 2) changes directory into its own edition's folder.
+CHDIR_LINE = re.compile(r"""^(\s*)os\.chdir\(["']/content/book/chapters/(en|zh)["']\)\s*$""")
 
 
 def test_toc_lists_the_same_chapters_in_both_languages():
@@ -36,7 +39,8 @@ def _both(name):
 
 
 def normalise_code(code):
-    """Code without comments, trailing spaces or blank lines; the LANG line made neutral."""
+    """Code without comments, trailing spaces or blank lines; the LANG line and the Colab
+    cell's chdir into chapters/<lang> made neutral."""
     try:
         tokens = [t for t in tokenize.generate_tokens(io.StringIO(code).readline)
                   if t.type != tokenize.COMMENT]
@@ -46,6 +50,7 @@ def normalise_code(code):
     lines = []
     for line in code.splitlines():
         line = LANG_LINE.sub(r"\1LANG = <lang>", line.rstrip())
+        line = CHDIR_LINE.sub(r'\1os.chdir("/content/book/chapters/<lang>")', line)
         if line.strip():
             lines.append(line)
     return "\n".join(lines)
