@@ -121,8 +121,12 @@ def _other_edition(config):
 def _setup_edition(app, config):
     if not config.celib_edition:
         return
-    config.templates_path = list(config.templates_path or []) + [str(HERE / "templates")]
+    # first, so that its components replace the theme's of the same name
+    config.templates_path = [str(HERE / "templates")] + list(config.templates_path or [])
     options = dict(config.html_theme_options or {})
+    table = INTERFACE.get(config.celib_edition, {})
+    if "Search this book..." in table:      # a theme option, not looked up in a catalog
+        options["search_bar_text"] = table["Search this book..."]
     end = options.get("article_header_end") or ["article-header-buttons.html"]
     if isinstance(end, str):
         end = [e.strip() for e in end.split(",") if e.strip()]
@@ -200,26 +204,57 @@ class ReadableSectionIds(SphinxTransform):
             self.document.ids[candidate] = section
 
 
-# Interface strings that Sphinx, pydata-sphinx-theme, sphinx-book-theme and the templates in
-# _ext/templates leave in English under ``language = "zh_TW"`` (Taiwan usage, zh-style.md).
+# Interface strings in Taiwan usage (zh-style.md) for ``language = "zh_TW"``: what Sphinx and
+# sphinx-book-theme leave in English, and what pydata-sphinx-theme, which has no zh_TW catalog,
+# would take from its Simplified Chinese (zh) one. Also used by the templates in _ext/templates.
 INTERFACE = {
     "zh": {
+        # sphinx-book-theme
         "Search this book...": "搜尋本書…",
         "Launch on": "開啟於",
         "Launch interactive content": "在線上執行",
         "Repository": "儲存庫",
         "Open issue": "回報問題",
-        "Source repositories": "原始碼儲存庫",
-        "Color mode": "色彩模式",
-        "Light": "淺色",
-        "Dark": "深色",
-        "System Settings": "跟隨系統設定",
-        "© Copyright %(copyright)s.": "© %(copyright)s 版權所有。",
-        "Copyright %(copyright)s": "%(copyright)s 版權所有",
         "Toggle primary sidebar": "顯示或隱藏目錄側欄",
         "Toggle secondary sidebar": "顯示或隱藏本頁大綱",
-        "Main": "主目錄",
-        "Page": "本頁",
+        # pydata-sphinx-theme
+        "Announcement": "公告",
+        "Back to top": "回到頁首",
+        "Breadcrumb": "導覽路徑",
+        "Built with the <a href=\"%(PST_url)s\">PyData Sphinx Theme</a> %(theme_version)s.":
+            "以 <a href=\"%(PST_url)s\">PyData Sphinx Theme</a> %(theme_version)s 建置。",
+        "Click to collapse": "收合",
+        "Click to expand": "展開",
+        "Color mode": "色彩模式",
+        "Copyright %(copyright)s": "%(copyright)s 版權所有",
+        "© Copyright %(copyright)s.": "© %(copyright)s 版權所有。",
+        "Created using <a href=\"https://www.sphinx-doc.org/\">Sphinx</a> %(sphinx_version)s.":
+            "以 <a href=\"https://www.sphinx-doc.org/\">Sphinx</a> %(sphinx_version)s 建立。",
+        "Dark": "深色",
+        "Light": "淺色",
+        "System Settings": "跟隨系統設定",
+        "Edit": "編輯",
+        "Edit on %(provider)s": "在 %(provider)s 上編輯",
+        "Error": "錯誤",
+        "General Index": "總索引",
+        "Global Module Index": "全域模組索引",
+        "Home": "首頁",
+        "Indices": "索引",
+        "Last updated on %(last_updated)s.": "最後更新於 %(last_updated)s。",
+        "On this page": "本頁內容",
+        "Please activate JavaScript to enable the search functionality.":
+            "請啟用 JavaScript 才能使用搜尋功能。",
+        "Python Module Index": "Python 模組索引",
+        "Search": "搜尋",
+        "Section Navigation": "章節導覽",
+        "Show Source": "顯示原始碼",
+        "Site navigation": "網站導覽",
+        "Skip to main content": "跳到主要內容",
+        "Version warning": "版本警告",
+        "next": "下一頁",
+        "next page": "下一頁",
+        "previous": "上一頁",
+        "previous page": "上一頁",
     },
 }
 

@@ -1,13 +1,18 @@
 """Shared fixtures: the book is built once per test session and reused.
 
-``built_book`` runs the same command as ``make book`` (``jupyter-book build . -W -n
---keep-going``) from the repository root, but into a fresh temporary folder: a fresh build
-reports every warning (an incremental one only re-reads changed pages) and leaves the
-reader's ``_build`` alone. The build time is printed in the terminal summary.
+``built_book`` runs the same command as ``make book`` (``tools/build_book.py``: both editions,
+each with ``jupyter-book build -W -n --keep-going``, and the landing page), but into a fresh
+temporary folder: a fresh build reports every warning (an incremental one only re-reads changed
+pages) and leaves the reader's ``_build`` alone. The build time is printed in the terminal
+summary.
+
+``CELIB_BOOK_OUTPUT=<folder>`` reuses a build made with ``tools/build_book.py --output <folder>``
+instead (for working on the tests; its warnings are not known then).
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -22,9 +27,9 @@ from book_helpers import ROOT
 
 @dataclass
 class BuiltBook:
-    html: Path          # the site: <tmp>/_build/html
+    html: Path          # the site: <tmp>/html (landing page, en/, zh/)
     returncode: int
-    output: str         # stdout and stderr of jupyter-book
+    output: str         # stdout and stderr of tools/build_book.py (the editions' warnings)
     seconds: float
 
     @property
@@ -52,17 +57,20 @@ def _jupyter_book():
 
 @pytest.fixture(scope="session")
 def built_book(tmp_path_factory):
+    reuse = os.environ.get("CELIB_BOOK_OUTPUT")
+    if reuse:
+        html = Path(reuse) / "html"
+        _BUILD_REPORT.append(f"book build: reused {html}")
+        return BuiltBook(html=html, returncode=0, output="", seconds=0.0)
     out = tmp_path_factory.mktemp("book")
-    jb = _jupyter_book()
-    if jb is None:
+    if _jupyter_book() is None:
         pytest.fail("jupyter-book is not installed in this environment (pip install -e '.[book]')")
-    cmd = [jb, "build", ".", "--builder", "html", "-W", "-n", "--keep-going",
-           "--path-output", str(out)]
+    cmd = [sys.executable, str(ROOT / "tools" / "build_book.py"), "--output", str(out)]
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, encoding="utf-8",
                           errors="replace")
     seconds = time.perf_counter() - start
-    html = out / "_build" / "html"
+    html = out / "html"
     size = sum(p.stat().st_size for p in html.rglob("*") if p.is_file()) if html.is_dir() else 0
     _BUILD_REPORT.append(f"book build: {seconds:.1f} s, exit {proc.returncode}, "
                          f"site {size / 2**20:.1f} MiB in {html}")
