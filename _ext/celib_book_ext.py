@@ -179,20 +179,26 @@ def _slug(text):
 
 
 class ReadableSectionIds(SphinxTransform):
-    """A section whose title yields no ASCII id gets an id from its title (``#練習-2.1``)."""
+    """A section with Chinese in its title and no label of its own gets, as its first id, one
+    made from the whole title (``#練習-2.1-單一列的梯度``), not docutils' ``id6`` or the ASCII
+    left-overs (``softmax`` for 「方法一：softmax 的雅可比矩陣」). Labelled sections
+    (``(zh-ex-2-1)=``) keep their label as the anchor."""
 
-    default_priority = 900
+    default_priority = 850    # before sphinx.transforms.DoctreeReadEvent (880): the page's toc
 
     def apply(self, **kwargs):
         if not self.config.celib_edition:
             return
         taken = set(self.document.ids)
         for section in self.document.findall(nodes.section):
-            ids = section.get("ids", [])
-            if not ids or not all(_AUTO_ID.match(i) for i in ids):
-                continue
             title = next(iter(section.findall(nodes.title)), None)
-            slug = _slug(title.astext()) if title is not None else ""
+            if title is None or not any(_wide(c) for c in title.astext()):
+                continue
+            ids = section.get("ids", [])
+            derived = {nodes.make_id(title.astext())}
+            if not ids or not all(_AUTO_ID.match(i) or i in derived for i in ids):
+                continue
+            slug = _slug(title.astext())
             if not slug:
                 continue
             candidate, n = slug, 1
