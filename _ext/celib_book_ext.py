@@ -21,10 +21,12 @@ What Jupyter Book 1 does not do on its own:
    relative links to its pages; sections whose title gives no ASCII id (``id6``) get an id
    from the title itself (``#練習-2.1``), kept as the first id so the page's table of contents
    uses it.
-5. Traditional Chinese glyphs on any machine: the zh edition serves a subset of Noto Sans CJK
+5. Traditional Chinese glyphs on any machine: each edition serves a subset of Noto Sans CJK
    TC (the font of the figures, pip package ``cvttf-notosanscjk-regular``), made with fontTools
-   at the end of the build from the characters its pages use (woff2 when brotli is installed,
-   else woff), declared with @font-face in ``_static/celib-zh-font.css``.
+   at the end of the build from the CJK characters its pages use (woff2 when brotli is
+   installed, else woff), declared with @font-face in ``_static/celib-cjk-font.css``: the zh
+   edition's text, and in the en edition the switcher's 「繁體中文」 and the glossary's terms.
+   ``celib_font_text`` adds characters used elsewhere (the landing page uses the zh font).
 """
 
 from __future__ import annotations
@@ -123,6 +125,7 @@ def _setup_edition(app, config):
         return
     # first, so that its components replace the theme's of the same name
     config.templates_path = [str(HERE / "templates")] + list(config.templates_path or [])
+    config.html_static_path = list(config.html_static_path or []) + [str(HERE / "static")]
     options = dict(config.html_theme_options or {})
     table = INTERFACE.get(config.celib_edition, {})
     if "Search this book..." in table:      # a theme option, not looked up in a catalog
@@ -192,13 +195,19 @@ class ReadableSectionIds(SphinxTransform):
         taken = set(self.document.ids)
         for section in self.document.findall(nodes.section):
             title = next(iter(section.findall(nodes.title)), None)
-            if title is None or not any(_wide(c) for c in title.astext()):
+            if title is None:
                 continue
             ids = section.get("ids", [])
             derived = {nodes.make_id(title.astext())}
             if not ids or not all(_AUTO_ID.match(i) or i in derived for i in ids):
-                continue
-            slug = _slug(title.astext())
+                continue          # a label of its own
+            if not all(_AUTO_ID.match(i) for i in ids) and not any(
+                    _wide(c) for c in title.astext()):
+                continue          # docutils' id from an ASCII title is fine
+            # the title's words, not the TeX of its math
+            text = "".join(t.astext() for t in title.findall(nodes.Text)
+                           if not isinstance(t.parent, nodes.math))
+            slug = _slug(text) or _slug(title.astext())
             if not slug:
                 continue
             candidate, n = slug, 1
@@ -314,7 +323,7 @@ def _edition_context(app, pagename, templatename, context, doctree):
 
 FONT_FAMILY = "Celib Noto Sans TC"
 FONT_STEM = "celib-noto-sans-tc"
-FONT_CSS = "celib-zh-font.css"
+FONT_CSS = "celib-cjk-font.css"
 # What the @font-face may be used for: CJK punctuation, ideographs, full-width forms. Characters
 # the subset lacks fall through to the next font of the list.
 UNICODE_RANGE = ("U+2E80-2FDF, U+3000-303F, U+3100-312F, U+31A0-31BF, U+3200-9FFF, "
@@ -325,8 +334,8 @@ def _wide(ch):
     return ord(ch) >= 0x2E80 and unicodedata.east_asian_width(ch) in ("W", "F")
 
 
-def _used_characters(outdir):
-    chars = set()
+def _used_characters(outdir, extra=""):
+    chars = {c for c in extra if _wide(c)}
     files = list(outdir.rglob("*.html")) + list((outdir / "_sources").rglob("*.txt"))
     files += [p for p in (outdir / "_static").glob("*.js") if "translations" in p.name]
     for path in files:
@@ -354,7 +363,9 @@ def _web_font(app, exc):
         flavor = "woff2"
     except ImportError:
         flavor = "woff"
-    chars = _used_characters(outdir)
+    chars = _used_characters(outdir, app.config.celib_font_text)
+    if not chars:
+        return
     key = hashlib.sha256(f"{source}\n{flavor}\n{chars}".encode()).hexdigest()
     font = fonts / f"{FONT_STEM}.{flavor}"
     stamp = fonts / f"{FONT_STEM}.sha256"
@@ -393,10 +404,12 @@ def _web_font(app, exc):
 
 
 def _needs_font(config):
-    return config.celib_edition == "zh"
+    return bool(config.celib_edition)
 
 
 def _add_font_css(app):
+    if app.config.celib_edition and app.builder.format == "html":
+        app.add_css_file("celib-book.css")
     if _needs_font(app.config) and app.builder.format == "html":
         app.add_css_file(FONT_CSS)
 
@@ -404,6 +417,7 @@ def _add_font_css(app):
 def setup(app):
     app.add_config_value("celib_edition", "", "html", [str])
     app.add_config_value("celib_editions", {}, "html", [dict])
+    app.add_config_value("celib_font_text", "", "html", [str])
     app.connect("config-inited", _setup_edition)
     app.connect("builder-inited", _add_font_css)
     app.connect("builder-inited", _translate_interface)

@@ -269,29 +269,40 @@ def test_zh_interface_is_chinese(built_book):
     assert "Search this book" in en and "搜尋本書" not in en
 
 
-def test_zh_web_font(built_book):
-    """The zh site serves a subset of Noto Sans CJK TC holding every CJK character it shows."""
+def _cjk(text):
+    return {ord(c) for c in text if "\u4e00" <= c <= "\u9fff" or "\u3000" <= c <= "\u303f"}
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_cjk_web_font(built_book, lang):
+    """Each edition serves a subset of Noto Sans CJK TC holding every CJK character it shows
+    (the en edition: the switcher's 「繁體中文」 and the glossary); the landing page uses the
+    zh edition's."""
     from fontTools.ttLib import TTFont
 
     from celib.plotting import cjk_font_path
 
     html = built_book.require_html()
-    static = html / "zh/_static"
-    css = (static / "celib-zh-font.css").read_text(encoding="utf-8")
-    src = re.search(r'url\("([^"]+)"\)', css).group(1)
-    font_file = static / src
+    static = html / lang / "_static"
+    css = (static / "celib-cjk-font.css").read_text(encoding="utf-8")
+    assert "unicode-range" in css and not re.search(r"url\(\s*['\"]?(https?:)?//", css)
+    font_file = static / re.search(r'url\("([^"]+)"\)', css).group(1)
     size = font_file.stat().st_size
-    print(f"web font {font_file.name}: {size / 1024:.0f} KiB")
+    print(f"{lang} web font {font_file.name}: {size / 1024:.0f} KiB")
     assert size < 2 * 2**20
-    assert not (html / "en/_static/celib-zh-font.css").exists()
-    for page in _pages(html, "zh"):
-        assert "_static/celib-zh-font.css" in page.read_text(encoding="utf-8"), page
     subset = set(TTFont(font_file).getBestCmap())
     full = set(TTFont(cjk_font_path(), lazy=True).getBestCmap())
     used = set()
-    for page in _pages(html, "zh"):
-        used |= {ord(c) for c in page.read_text(encoding="utf-8") if "\u4e00" <= c <= "\u9fff"}
-    assert used and used & full <= subset, sorted(chr(c) for c in (used & full) - subset)[:20]
+    for page in _pages(html, lang):
+        text = page.read_text(encoding="utf-8")
+        assert "_static/celib-cjk-font.css" in text, page
+        used |= _cjk(text)
+    if lang == "zh":
+        landing = (html / "index.html").read_text(encoding="utf-8")
+        assert 'href="zh/_static/celib-cjk-font.css"' in landing
+        used |= _cjk(landing)
+    missing = (used & full) - subset
+    assert used and not missing, sorted(chr(c) for c in missing)[:20]
     assert len(subset) < 3 * len(used) + 500
 
 

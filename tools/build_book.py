@@ -52,6 +52,8 @@ EDITIONS = {
         "nb_code_prompt_hide": "隱藏程式碼儲存格內容",
     }},
 }
+# The edition whose web font (_static/celib-cjk-font.css) the landing page uses.
+FONT_EDITION = "zh"
 # Where the landing page keeps the reader's choice (the switcher on every page writes it too).
 STORAGE_KEY = "celib-book-lang"
 
@@ -158,6 +160,8 @@ def edition_config(config, lang, root=ROOT):
     conf.update(ed["config"])
     conf["celib_edition"] = lang
     conf["celib_editions"] = {k: v["label"] for k, v in EDITIONS.items()}
+    if lang == FONT_EDITION:      # the landing page's Chinese is drawn with this edition's font
+        conf["celib_font_text"] = "".join(sorted({c for c in landing_page(root) if c > "\u2e80"}))
     return cfg
 
 
@@ -225,7 +229,8 @@ def build_edition(lang, out, root=ROOT, fresh=False):
 # --- landing page ------------------------------------------------------------------------
 
 LANDING_CSS = """
-body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, "Noto Sans", sans-serif;
+body { font-family: "Celib Noto Sans TC", system-ui, -apple-system, "Segoe UI", Roboto,
+                    "Noto Sans", sans-serif;
        max-width: 46rem; margin: 2rem auto; padding: 0 1rem; line-height: 1.6; color: #222; }
 h1 { font-size: 1.7rem; line-height: 1.3; }
 pre { background: #f5f5f5; padding: .6rem .8rem; white-space: pre-wrap; overflow-wrap: anywhere; }
@@ -281,7 +286,9 @@ def landing_page(root=ROOT):
     title = html.escape(str(config.get("title", "")))
     return ("<!DOCTYPE html>\n<html lang=\"mul\">\n<head>\n<meta charset=\"utf-8\">\n"
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
-            f"<title>{title}</title>\n<style>{LANDING_CSS}</style>\n</head>\n<body>\n{body}"
+            f"<title>{title}</title>\n"
+            f'<link rel="stylesheet" href="{FONT_EDITION}/_static/celib-cjk-font.css">\n'
+            f"<style>{LANDING_CSS}</style>\n</head>\n<body>\n{body}"
             f"<script>{script}</script>\n</body>\n</html>\n")
 
 
