@@ -390,7 +390,7 @@ def _web_font(app, exc):
     css = (f'/* {FONT_FAMILY}: a subset of Noto Sans CJK TC (SIL Open Font License 1.1) with '
            f'the {len(chars)} characters of this site, made by _ext/celib_book_ext.py. */\n'
            f'@font-face {{\n  font-family: "{FONT_FAMILY}";\n  font-style: normal;\n'
-           f'  font-weight: 100 900;\n  font-display: swap;\n'
+           f'  font-weight: 400;\n  font-display: swap;\n'
            f'  src: url("fonts/{font.name}") format("{flavor}");\n'
            f'  unicode-range: {UNICODE_RANGE};\n}}\n'
            f'html[lang] {{\n'
