@@ -13,7 +13,7 @@ shapes, the first differing entries and the tolerance (✗); or "not attempted
 yet" while the stub still raises ``NotImplementedError``. It returns a
 :class:`CheckResult`, truthy only on a pass, which displays nothing in
 Jupyter. The precision policy (float64 everywhere, float32 rejected) and the
-report's format are described in :mod:`celib.exercises._core`.
+report's format are described in ``celib.exercises._core``.
 
 Each ``chNN`` module also has ``WRONG_ANSWERS`` (one typical wrong answer per
 exercise, as source code defining the learner's function) and
