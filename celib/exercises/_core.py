@@ -106,15 +106,10 @@ class Case:
 class CheckResult:
     """What a checker returns: truthy only when every case passed.
 
-    Attributes
-    ----------
-    status : {'pass', 'fail', 'not_attempted'}
-    passed : bool
-        ``status == 'pass'``.
-    report : str
-        The text the checker printed (or would have printed, with ``quiet``).
-    case : int or None
-        The 1-based number of the first failing case.
+    ``status`` is ``'pass'``, ``'fail'`` or ``'not_attempted'``; ``passed`` is
+    ``status == 'pass'``; ``report`` is the text the checker printed (or would
+    have printed, with ``quiet``); ``case`` is the 1-based number of the first
+    failing case, or None.
 
     It displays nothing in Jupyter (``_ipython_display_`` does nothing): the
     report has already been printed, so the check cell shows no ``Out[]``.
