@@ -80,3 +80,13 @@ def test_run_checker_keeps_its_old_call_form():
     assert result and result.status == "pass"
     assert not run_checker("sum", lambda a, b: a - b, lambda a, b: a + b, cases,
                            lang="zh", quiet=True)
+
+
+def test_torch_results_are_accepted_in_float64_and_bfloat16_is_rejected(capsys):
+    torch = pytest.importorskip("torch")
+    ok = ch02.check_gradient(lambda x, y: torch.tensor(celib.cross_entropy_grad(x, y)),
+                             lang="en", quiet=True)
+    assert ok
+    bad = ch02.check_gradient(
+        lambda x, y: torch.tensor(celib.cross_entropy_grad(x, y)).to(torch.bfloat16), lang="en")
+    assert bad.status == "fail" and "torch.bfloat16" in capsys.readouterr().out

@@ -226,7 +226,10 @@ def _as_array(value, msg, what, *, exact):
     """The learner's value as an ndarray, or _Mismatch saying what was expected."""
     prefix = msg["of_what"].format(what=what) if what else ""
     if hasattr(value, "detach") and hasattr(value, "numpy"):   # a torch tensor
-        value = value.detach().cpu().numpy()
+        try:
+            value = value.detach().cpu().numpy()
+        except Exception:  # bfloat16 and the like: no NumPy dtype
+            raise _Mismatch([msg["dtype"].format(what=prefix, actual=str(value.dtype))]) from None
     if isinstance(value, (dict, str, bytes, set)) or value is None:
         raise _Mismatch([msg["not_array"].format(what=prefix, actual=_describe(value))])
     try:
