@@ -1,4 +1,4 @@
-# The two commands of the README. Each creates (or reuses) .venv and installs
+# The commands of the README. Each creates (or reuses) .venv and installs
 # everything it needs into it from nothing but Python 3.11+ and pip.
 PYTHON ?= python3
 VENV   := .venv
@@ -11,7 +11,7 @@ STAMP  := $(VENV)/.celib-installed
 TORCH_SPEC     ?= torch==2.13.0
 TORCH_PIP_ARGS ?=
 
-.PHONY: book test clean
+.PHONY: book test lab clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ book: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# JupyterLab in .venv, celib installed: open chapters/en/ or chapters/zh/ and run the notebooks.
+lab: $(STAMP)
+	$(BIN)/jupyter lab --ServerApp.root_dir="$(CURDIR)" chapters
 
 clean:
 	rm -rf _build

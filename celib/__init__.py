@@ -5,8 +5,8 @@ truth; the torch path lives in ``celib.torch_ops`` and is imported only when
 asked for, so ``import celib`` works without torch.
 """
 
-from . import losses
-from .gradcheck import Comparison, compare, numerical_grad, relative_error
+from . import gradcheck, gradient_check, losses
+from .gradient_check import Comparison, compare, numerical_grad, relative_error
 from .reference import (
     cross_entropy,
     cross_entropy_and_grad,

@@ -40,9 +40,36 @@ def check_label_smoothing(label_smoothing):
     return value
 
 
+def from_torch(x, name):
+    """A torch tensor as a NumPy array; anything else unchanged.
+
+    celib's NumPy functions compute values, not torch gradients: a tensor that
+    requires grad is refused with a TypeError saying what to pass instead (its
+    values, or celib.torch_ops for a differentiable loss). Other tensors are
+    copied to the host (``detach().cpu().numpy()``); bfloat16, which NumPy
+    lacks, becomes float32 (celib computes float32 for it anyway).
+    """
+    if type(x).__module__.split(".")[0] != "torch" or not hasattr(x, "detach"):
+        return x
+    if getattr(x, "requires_grad", False):
+        raise TypeError(
+            f"{name} is a torch tensor that requires grad; celib's NumPy functions compute "
+            f"values only and cannot carry autograd through it. Pass "
+            f"{name}.detach().cpu().numpy() for the values, or use celib.torch_ops.cross_entropy "
+            f"(pip install celib[torch]) for a differentiable torch loss"
+        )
+    x = x.detach().cpu()
+    if str(x.dtype) == "torch.bfloat16":
+        x = x.float()
+    return x.numpy()
+
+
 def check_float_array(x, name):
-    """Return ``x`` as an ndarray of a real floating dtype, without copying."""
-    arr = np.asarray(x)
+    """Return ``x`` as an ndarray of a real floating dtype, without copying.
+
+    A torch tensor is converted, or refused if it requires grad (:func:`from_torch`).
+    """
+    arr = np.asarray(from_torch(x, name))
     if not np.issubdtype(arr.dtype, np.floating):
         raise TypeError(
             f"{name} must hold floating-point numbers (float16, float32 or float64), "
@@ -108,7 +135,7 @@ def check_ignore_index(ignore_index):
 
 def check_class_indices(target, num_classes, ignore_index):
     """Raise IndexError for the first index outside [0, C) that is not ignore_index."""
-    target = np.asarray(target)
+    target = np.asarray(from_torch(target, "target"))
     bad = (target != ignore_index) & ((target < 0) | (target >= num_classes))
     if bad.any():
         position = tuple(int(i) for i in np.argwhere(bad)[0])

@@ -321,8 +321,8 @@ class _Problem:
         _checks.check_reduction(reduction)
         eps = _checks.check_label_smoothing(label_smoothing)
         class_axis, C = _checks.split_class_axis(logits)
+        target = np.asarray(_checks.from_torch(target, "target"))
         kind = _checks.target_kind(logits, target)
-        target = np.asarray(target)
         weight = _checks.check_weight(weight, C)
         ignore_index = _checks.check_ignore_index(ignore_index)
 
@@ -386,7 +386,7 @@ class _Problem:
 # the loss and its gradient
 # ---------------------------------------------------------------------------
 
-def cross_entropy(logits, target, *, weight=None, ignore_index=-100, reduction="mean",
+def cross_entropy(logits, target, weight=None, *, ignore_index=-100, reduction="mean",
                   label_smoothing=0.0):
     """Cross-entropy between logits and a target, with PyTorch's semantics.
 
@@ -404,7 +404,9 @@ def cross_entropy(logits, target, *, weight=None, ignore_index=-100, reduction="
         [0, C) or equal to ``ignore_index``; or class probabilities, float, of the
         same shape as ``logits`` (they need not sum to 1).
     weight : array_like, float, shape (C,), optional
-        A rescaling weight per class.
+        A rescaling weight per class; the third positional argument, as in
+        ``F.cross_entropy(input, target, weight)`` (the options after it are
+        keyword-only).
     ignore_index : int, default -100
         A class-index target equal to it contributes no loss and no gradient, and
         is left out of the 'mean' denominator. Must be negative for probability
@@ -441,7 +443,7 @@ def cross_entropy(logits, target, *, weight=None, ignore_index=-100, reduction="
     return loss
 
 
-def cross_entropy_grad(logits, target, *, weight=None, ignore_index=-100, reduction="mean",
+def cross_entropy_grad(logits, target, weight=None, *, ignore_index=-100, reduction="mean",
                        label_smoothing=0.0, grad_output=None):
     """dL/dlogits of :func:`cross_entropy`, in closed form.
 
@@ -479,7 +481,7 @@ def cross_entropy_grad(logits, target, *, weight=None, ignore_index=-100, reduct
     return grad
 
 
-def cross_entropy_and_grad(logits, target, *, weight=None, ignore_index=-100, reduction="mean",
+def cross_entropy_and_grad(logits, target, weight=None, *, ignore_index=-100, reduction="mean",
                            label_smoothing=0.0, grad_output=None):
     """The loss and its gradient together, sharing one softmax pass.
 

@@ -28,7 +28,14 @@ import importlib.util
 import math
 
 import numpy as np
-import torch
+
+try:
+    import torch
+except ImportError as exc:  # the NumPy reference works without torch; this module does not
+    raise ImportError(
+        "celib.torch_ops needs PyTorch, which is not installed: pip install 'celib[torch]' "
+        "(or install torch itself, https://pytorch.org); import celib works without it"
+    ) from exc
 
 from . import _checks
 

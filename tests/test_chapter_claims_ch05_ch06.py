@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import celib
-from celib.gradcheck import compare, numerical_grad, relative_error
+from celib.gradient_check import compare, numerical_grad, relative_error
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional

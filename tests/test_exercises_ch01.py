@@ -108,17 +108,18 @@ def test_stub_is_reported_not_raised(capsys):
     def stub(x):
         raise NotImplementedError("your code")
 
-    assert not ch01.check_softmax(stub, lang="en")
+    result = ch01.check_softmax(stub, lang="en")
+    assert not result and result.status == "not_attempted"
     out = capsys.readouterr().out
-    assert "case 1 of 7" in out and "NotImplementedError" in out
+    assert "not attempted yet" in out and "✗" not in out and "✓" not in out
 
 
 def test_reports_in_both_languages(capsys):
     assert ch01.check_softmax(good_softmax, lang="en")
     assert ch01.check_softmax(good_softmax, lang="zh")
     en, zh = capsys.readouterr().out.splitlines()
-    assert en == "✓ Exercise 1.1, my_softmax: all 7 cases pass."
-    assert zh == "✓ 練習 1.1，my_softmax：全部 7 個測試案例通過。"
+    assert en == "✓ Exercise 1.1, my_softmax: all 8 cases pass."
+    assert zh == "✓ 練習 1.1，my_softmax：全部 8 個測試案例通過。"
     assert not ch01.check_cross_entropy(cross_entropy_sign_error, lang="zh")
     out = capsys.readouterr().out
     assert "練習 1.2" in out and "本書範例，正確類別 0" in out
@@ -131,3 +132,14 @@ def test_cases_are_not_modified_by_the_learner():
 
     ch01.check_softmax(scribbles, quiet=True)
     assert np.array_equal(ch01.softmax_cases()[0].kwargs["x"], [2.0, 1.0, 0.1])
+
+
+# -- every typical wrong answer in ch01.WRONG_ANSWERS / MORE_WRONG_ANSWERS is rejected --------
+
+from exercise_helpers import assert_rejected, wrong_answer_params  # noqa: E402
+
+
+@pytest.mark.parametrize("name,description,source", wrong_answer_params(ch01))
+def test_typical_wrong_answers_are_rejected(name, description, source):
+    with np.errstate(all="ignore"):
+        assert_rejected(ch01, name, source)

@@ -139,3 +139,14 @@ def test_reports_in_both_languages(capsys):
     en, zh = capsys.readouterr().out.splitlines()
     assert en == "✓ Exercise 2.1, my_gradient: all 7 cases pass."
     assert zh == "✓ 練習 2.1，my_gradient：全部 7 個測試案例通過。"
+
+
+# -- every typical wrong answer in ch02.WRONG_ANSWERS / MORE_WRONG_ANSWERS is rejected --------
+
+from exercise_helpers import assert_rejected, wrong_answer_params  # noqa: E402
+
+
+@pytest.mark.parametrize("name,description,source", wrong_answer_params(ch02))
+def test_typical_wrong_answers_are_rejected(name, description, source):
+    with np.errstate(all="ignore"):
+        assert_rejected(ch02, name, source)

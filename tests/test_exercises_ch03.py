@@ -141,4 +141,15 @@ def test_failure_report_names_the_case_in_chinese(capsys):
         return batch_grad(logits, target, weight, ignore_index, reduction, divide_by_n=False)
     ch03.check_batch_grad(wrong, lang="zh")
     out = capsys.readouterr().out
-    assert "✗ 批次的梯度" in out and "1/N" in out
+    assert "✗ 練習 3.2，my_batch_grad" in out and "1/N" in out
+
+
+# -- every typical wrong answer in ch03.WRONG_ANSWERS / MORE_WRONG_ANSWERS is rejected --------
+
+from exercise_helpers import assert_rejected, wrong_answer_params  # noqa: E402
+
+
+@pytest.mark.parametrize("name,description,source", wrong_answer_params(ch03))
+def test_typical_wrong_answers_are_rejected(name, description, source):
+    with np.errstate(all="ignore"):
+        assert_rejected(ch03, name, source)

@@ -105,3 +105,14 @@ def test_effective_target_reference_matches_torch():
     theirs = torch.nn.functional.cross_entropy(torch.tensor(x), torch.tensor(y), weight=torch.tensor(w),
                                                label_smoothing=0.2, reduction="none").numpy()
     np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-14)
+
+
+# -- every typical wrong answer in ch04.WRONG_ANSWERS / MORE_WRONG_ANSWERS is rejected --------
+
+from exercise_helpers import assert_rejected, wrong_answer_params  # noqa: E402
+
+
+@pytest.mark.parametrize("name,description,source", wrong_answer_params(ch04))
+def test_typical_wrong_answers_are_rejected(name, description, source):
+    with np.errstate(all="ignore"):
+        assert_rejected(ch04, name, source)

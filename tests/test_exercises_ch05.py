@@ -86,3 +86,14 @@ def test_failure_report_names_the_case(capsys):
     ch05.check_log_softmax(log_of_softmax, lang="zh")
     out = capsys.readouterr().out
     assert "機率下溢成 0 的類別" in out and "0x" not in out
+
+
+# -- every typical wrong answer in ch05.WRONG_ANSWERS / MORE_WRONG_ANSWERS is rejected --------
+
+from exercise_helpers import assert_rejected, wrong_answer_params  # noqa: E402
+
+
+@pytest.mark.parametrize("name,description,source", wrong_answer_params(ch05))
+def test_typical_wrong_answers_are_rejected(name, description, source):
+    with np.errstate(all="ignore"):
+        assert_rejected(ch05, name, source)

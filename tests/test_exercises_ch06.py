@@ -76,3 +76,14 @@ def test_relative_error_checker():
     assert not ch06.check_relative_error(elementwise_relative_error, quiet=True)
     assert not ch06.check_relative_error(no_abs_relative_error, quiet=True)
     assert not ch06.check_relative_error(unguarded_relative_error, quiet=True)
+
+
+# -- every typical wrong answer in ch06.WRONG_ANSWERS / MORE_WRONG_ANSWERS is rejected --------
+
+from exercise_helpers import assert_rejected, wrong_answer_params  # noqa: E402
+
+
+@pytest.mark.parametrize("name,description,source", wrong_answer_params(ch06))
+def test_typical_wrong_answers_are_rejected(name, description, source):
+    with np.errstate(all="ignore"):
+        assert_rejected(ch06, name, source)

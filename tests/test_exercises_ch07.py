@@ -111,14 +111,25 @@ def test_confusion_matrix_rejects(wrong):
 def test_failure_report_names_the_case_in_both_languages(capsys):
     ch07.check_linear_grads(grads_transposed, lang="en")
     en = capsys.readouterr().out
-    assert "✗" in en and "should have shape" in en
+    assert "✗" in en and "dW: expected shape (4, 3), got shape (3, 4) (the transpose?)" in en
     ch07.check_linear_grads(grads_transposed, lang="zh")
     zh = capsys.readouterr().out
-    assert "✗" in zh and "的形狀應為" in zh
+    assert "✗" in zh and "dW：預期形狀為 (4, 3)，實際形狀為 (3, 4)" in zh
 
 
 def test_a_stub_that_raises_is_reported_not_raised(capsys):
     def stub(X, y, W, b):
         raise NotImplementedError("your code")
-    assert not ch07.check_linear_grads(stub, lang="en")
+    assert ch07.check_linear_grads(stub, lang="en").status == "not_attempted"
     assert "NotImplementedError" in capsys.readouterr().out
+
+
+# -- every typical wrong answer in ch07.WRONG_ANSWERS / MORE_WRONG_ANSWERS is rejected --------
+
+from exercise_helpers import assert_rejected, wrong_answer_params  # noqa: E402
+
+
+@pytest.mark.parametrize("name,description,source", wrong_answer_params(ch07))
+def test_typical_wrong_answers_are_rejected(name, description, source):
+    with np.errstate(all="ignore"):
+        assert_rejected(ch07, name, source)

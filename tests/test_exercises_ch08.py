@@ -27,7 +27,9 @@ def chunked_logsumexp(Z, chunk_size):
         z = Z[:, lo:lo + chunk_size]
         m = np.maximum(m, z.max(axis=1))
         new_shift = np.where(np.isfinite(m), m, 0.0)
-        s = s * np.exp(shift - new_shift) + np.exp(z - new_shift[:, None]).sum(axis=1)
+        with np.errstate(over="ignore", invalid="ignore"):   # nothing to rescale while s is 0
+            kept = np.where(s > 0, s * np.exp(shift - new_shift), 0.0)
+        s = kept + np.exp(z - new_shift[:, None]).sum(axis=1)
         shift = new_shift
     with np.errstate(divide="ignore"):
         return shift + np.log(s)
@@ -125,6 +127,17 @@ def test_chunked_logsumexp_rejects(wrong):
 
 def test_reports_are_bilingual(capsys):
     ch08.check_linear_ce_grads(grads_transposed_weight, lang="en")
-    assert "should have shape" in capsys.readouterr().out
+    assert "dW: expected shape (5, 3), got shape (3, 5) (the transpose?)" in capsys.readouterr().out
     ch08.check_linear_ce_grads(grads_missing_dh, lang="zh")
-    assert "請傳回 3 個陣列" in capsys.readouterr().out
+    assert "預期傳回 3 個值的 tuple（dh, dW, db）" in capsys.readouterr().out
+
+
+# -- every typical wrong answer in ch08.WRONG_ANSWERS / MORE_WRONG_ANSWERS is rejected --------
+
+from exercise_helpers import assert_rejected, wrong_answer_params  # noqa: E402
+
+
+@pytest.mark.parametrize("name,description,source", wrong_answer_params(ch08))
+def test_typical_wrong_answers_are_rejected(name, description, source):
+    with np.errstate(all="ignore"):
+        assert_rejected(ch08, name, source)

@@ -124,9 +124,20 @@ def test_two_pass_row_rejects(wrong):
 
 def test_reports_are_bilingual(capsys):
     ch09.check_two_pass_row(row_loss_only, lang="en")
-    assert "return 2 numbers" in capsys.readouterr().out
+    assert "expected a tuple of 2 (loss, grad)" in capsys.readouterr().out
     ch09.check_two_pass_row(row_loss_only, lang="zh")
-    assert "請傳回 2 個數" in capsys.readouterr().out
+    assert "預期傳回 2 個值的 tuple（loss, grad）" in capsys.readouterr().out
     ch09.check_saved_bytes(bytes_forgot_element_size, lang="zh")
     out = capsys.readouterr().out
     assert "✗" in out and "預期值" in out
+
+
+# -- every typical wrong answer in ch09.WRONG_ANSWERS / MORE_WRONG_ANSWERS is rejected --------
+
+from exercise_helpers import assert_rejected, wrong_answer_params  # noqa: E402
+
+
+@pytest.mark.parametrize("name,description,source", wrong_answer_params(ch09))
+def test_typical_wrong_answers_are_rejected(name, description, source):
+    with np.errstate(all="ignore"):
+        assert_rejected(ch09, name, source)

@@ -127,7 +127,7 @@ CHECKS = [
 @pytest.mark.parametrize("lang", ["en", "zh"])
 def test_accepts_a_correct_solution(check, right, _, lang, capsys):
     with np.errstate(divide="ignore", invalid="ignore"):
-        assert check(right, lang=lang) is True
+        assert check(right, lang=lang).passed is True
     out = capsys.readouterr().out
     assert out.startswith("✓")
     if lang == "zh":
@@ -137,14 +137,14 @@ def test_accepts_a_correct_solution(check, right, _, lang, capsys):
 @pytest.mark.parametrize("check,wrong", [(c, w) for c, _, ws in CHECKS for w in ws])
 def test_rejects_a_typical_mistake(check, wrong, capsys):
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        assert check(wrong, lang="en") is False
+        assert check(wrong, lang="en").status == "fail"
     out = capsys.readouterr().out
     assert out.startswith("✗") and "expected" in out
 
 
 @pytest.mark.parametrize("check", [c for c, _, _ in CHECKS])
 def test_reports_an_unfinished_stub(check, capsys):
-    assert check(not_implemented, lang="zh") is False
+    assert check(not_implemented, lang="zh").status == "not_attempted"
     assert "NotImplementedError" in capsys.readouterr().out
 
 
@@ -161,5 +161,16 @@ def test_accepts_the_library_itself_quietly(check, _r, _w, capsys):
             celib.cross_entropy_grad(losses.softcap(logits, cap), target)
             * losses.softcap_grad(logits, cap),
     }[check]
-    assert check(library, quiet=True) is True
+    assert check(library, quiet=True).passed is True
     assert capsys.readouterr().out == ""
+
+
+# -- every typical wrong answer in ch10.WRONG_ANSWERS / MORE_WRONG_ANSWERS is rejected --------
+
+from exercise_helpers import assert_rejected, wrong_answer_params  # noqa: E402
+
+
+@pytest.mark.parametrize("name,description,source", wrong_answer_params(ch10))
+def test_typical_wrong_answers_are_rejected(name, description, source):
+    with np.errstate(all="ignore"):
+        assert_rejected(ch10, name, source)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from celib import reference
-from celib.gradcheck import Comparison, compare, numerical_grad, relative_error
+from celib.gradient_check import Comparison, compare, numerical_grad, relative_error
 
 
 # --- numerical_grad ---------------------------------------------------------

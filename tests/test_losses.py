@@ -6,7 +6,7 @@ import pytest
 
 import celib
 from celib import losses as L
-from celib.gradcheck import numerical_grad
+from celib.gradient_check import numerical_grad
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional

@@ -1,5 +1,6 @@
 """Each chapter notebook follows CONTRIBUTING.md: the first three cells, stored outputs of a
-clean top-to-bottom run, no warnings stored, Taiwan usage in the Chinese prose.
+clean top-to-bottom run, no warnings stored, Taiwan usage in the Chinese prose, and the
+five-cell layout of every exercise (found by its cell tags).
 
 The Colab cell is compared with the one written in CONTRIBUTING.md itself (one per edition),
 so the two cannot drift apart.
@@ -81,6 +82,69 @@ def test_first_three_cells(path):
     for line in ("import numpy as np", "import celib", "from celib.book import setup_notebook",
                  f'LANG = "{lang}"', "setup_notebook(LANG)"):
         assert line in setup.splitlines(), f"the set-up cell (cell 3) lacks the line {line!r}"
+
+
+EXERCISE_TAGS = ["exercise-stub", "exercise-check", "exercise-solution", "exercise-solution-check"]
+NOT_ATTEMPTED = {"en": "not attempted yet", "zh": "尚未作答"}
+
+
+@pytest.mark.parametrize("path", PARAMS)
+def test_exercises_follow_the_five_cell_layout(path):
+    """CONTRIBUTING.md, "Exercises": statement, stub, learner check, collapsed solution under
+    its own name, solution check; numbered N.1, N.2, ... in a numbered chapter."""
+    import importlib
+
+    nb = load_notebook(path)
+    cells = nb["cells"]
+    lang = _lang(path)
+    number = re.match(r"(\d+)_", path.name)
+    stubs = [i for i, c in enumerate(cells) if "exercise-stub" in tags(c)]
+    any_tag = [i for i, c in enumerate(cells) if tags(c) & set(EXERCISE_TAGS)]
+    if not number:
+        assert not any_tag, f"{path.name}: exercise cells outside a numbered chapter"
+        return
+    N = int(number.group(1))
+    assert stubs, f"{path.name}: a chapter ends with exercises (no cell tagged 'exercise-stub')"
+    assert len(any_tag) == 4 * len(stubs), f"{path.name}: exercise-tagged cells outside a group"
+    module = None
+    for k, i in enumerate(stubs, start=1):
+        where = f"{path.name}, exercise {N}.{k}"
+        statement, stub, check, solution, sol_check = cells[i - 1:i + 4]
+        for cell, tag in zip((stub, check, solution, sol_check), EXERCISE_TAGS):
+            assert cell["cell_type"] == "code" and tag in tags(cell), f"{where}: expected {tag}"
+        lines = source(statement).splitlines()
+        assert statement["cell_type"] == "markdown" and len(lines) > 2, where
+        assert lines[0] == f"({lang}-ex-{N}-{k})=", f"{where}: the label line {lines[0]!r}"
+        heading = {"en": f"### Exercise {N}.{k}: ", "zh": f"### 練習 {N}.{k}："}[lang]
+        assert lines[1].startswith(heading) and len(lines[1]) > len(heading), \
+            f"{where}: the heading must start with {heading!r}"
+        assert {"en": "**Precision:**", "zh": "**精度：**"}[lang] in source(statement), \
+            f"{where}: the statement must state the precision asked for"
+        m = re.match(r"def (my_\w+)\(", source(stub))
+        assert m, f"{where}: the stub must define my_<name>(...)"
+        name = m.group(1)
+        assert f'raise NotImplementedError("Exercise {N}.{k}: your code here")' in source(stub), where
+        call = f"ch{N:02d}.check_{name[3:]}({name})"
+        body = [ln for ln in source(check).splitlines() if ln.strip()]
+        allowed = {call, f"from celib.exercises import ch{N:02d}"}
+        assert body[-1] == call and set(body) <= allowed, \
+            f"{where}: the check cell must be {call!r} (after the import, in the first one)"
+        assert "exercise-solution" in tags(solution) and "hide-input" in tags(solution), where
+        assert solution.get("metadata", {}).get("jupyter", {}).get("source_hidden") is True, \
+            f"{where}: the solution cell needs metadata jupyter.source_hidden: true"
+        assert re.search(rf"^def {name}_solution\(", source(solution), re.M), \
+            f"{where}: the solution must define {name}_solution"
+        assert not re.search(rf"^def {name}\(", source(solution), re.M), \
+            f"{where}: the solution must not overwrite the learner's {name}"
+        assert source(sol_check).strip() == f"ch{N:02d}.check_{name[3:]}({name}_solution)", where
+        for cell in (check, sol_check):
+            assert "lang-output" in tags(cell), f"{where}: check cells are tagged lang-output"
+        stored = "".join(output_text(o) for o in check.get("outputs", []))
+        assert NOT_ATTEMPTED[lang] in stored, f"{where}: the stored check should say not attempted"
+        stored = "".join(output_text(o) for o in sol_check.get("outputs", []))
+        assert stored.startswith("✓"), f"{where}: the stored solution check should pass"
+        module = module or importlib.import_module(f"celib.exercises.ch{N:02d}")
+        assert name in module.WRONG_ANSWERS, f"{where}: celib.exercises.ch{N:02d}.WRONG_ANSWERS"
 
 
 @pytest.mark.parametrize("path", PARAMS)

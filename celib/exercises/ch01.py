@@ -1,9 +1,11 @@
 """Checkers for chapter 1's exercises: softmax, one row's cross-entropy, NLL.
 
-Each ``check_*`` function runs the learner's function on a list of cases
-(edge cases included), compares it with celib's reference and prints, in the
-notebook's language, either a pass line or the first failing case. It returns
-True or False.
+Each ``check_*`` function calls the learner's function positionally on a list
+of cases (edge cases included), compares it with celib's reference and prints,
+in the notebook's language, a pass line, the first failing case or "not
+attempted yet"; it returns a :class:`celib.exercises.CheckResult`, truthy only
+on a pass. ``WRONG_ANSWERS`` and ``MORE_WRONG_ANSWERS`` hold typical mistakes
+the checkers reject (tests/test_exercises_ch01.py, tests/test_run_all.py).
 """
 
 from __future__ import annotations
@@ -11,9 +13,10 @@ from __future__ import annotations
 import numpy as np
 
 from .. import reference
-from ._core import Case, run_checker
+from ._core import Case, exercise_title, run_checker
 
-__all__ = ["check_softmax", "check_cross_entropy", "check_nll_loss", "nll_loss"]
+__all__ = ["check_softmax", "check_cross_entropy", "check_nll_loss", "nll_loss",
+           "WRONG_ANSWERS", "MORE_WRONG_ANSWERS"]
 
 RUNNING_EXAMPLE = np.array([2.0, 1.0, 0.1])
 
@@ -42,6 +45,9 @@ def softmax_cases():
         Case({"x": rng.normal(scale=3.0, size=(5, 7))},
              {"en": "a batch of shape (5, 7): softmax along the last axis",
               "zh": "形狀 (5, 7) 的批次：沿最後一個軸計算"}),
+        Case({"x": np.array([[1000.0, 999.0, 998.0], [0.0, -1.0, -2.0]])},
+             {"en": "rows 1000 apart: shift each row by its own maximum",
+              "zh": "相差 1000 的兩列：每一列要減去自己的最大值"}),
     ]
 
 
@@ -59,10 +65,10 @@ def check_softmax(fn, *, lang=None, quiet=False):
 
     Returns
     -------
-    bool
-        True when every case matches.
+    CheckResult
+        Truthy only when every case matches (rtol 1e-6, atol 1e-9, float64).
     """
-    return run_checker({"en": "Exercise 1.1, my_softmax", "zh": "練習 1.1，my_softmax"},
+    return run_checker(exercise_title("1.1", "my_softmax"),
                        fn, lambda x: reference.softmax(x, axis=-1), softmax_cases(),
                        lang=lang, quiet=quiet)
 
@@ -94,7 +100,7 @@ def check_cross_entropy(fn, *, lang=None, quiet=False):
 
     Parameters and return value as in :func:`check_softmax`.
     """
-    return run_checker({"en": "Exercise 1.2, my_cross_entropy", "zh": "練習 1.2，my_cross_entropy"},
+    return run_checker(exercise_title("1.2", "my_cross_entropy"),
                        fn, lambda x, y: reference.cross_entropy(x, y), cross_entropy_cases(),
                        lang=lang, quiet=quiet)
 
@@ -152,5 +158,65 @@ def check_nll_loss(fn, *, lang=None, quiet=False):
 
     Parameters and return value as in :func:`check_softmax`.
     """
-    return run_checker({"en": "Exercise 1.3, my_nll_loss", "zh": "練習 1.3，my_nll_loss"},
+    return run_checker(exercise_title("1.3", "my_nll_loss"),
                        fn, nll_loss, nll_cases(), lang=lang, quiet=quiet)
+
+
+# ---------------------------------------------------------------------------
+# Typical wrong answers each checker must reject (tested in
+# tests/test_exercises_ch01.py; the first is pasted into the stub by
+# tests/test_run_all.py). Each source defines the learner's function.
+# ---------------------------------------------------------------------------
+
+MORE_WRONG_ANSWERS = {
+    "my_softmax": {
+        "global max instead of per-row": (
+            "def my_softmax(x):\n"
+            "    e = np.exp(x - np.max(x))\n"
+            "    return e / e.sum(axis=-1, keepdims=True)\n"),
+        "no max shift (overflow)": (
+            "def my_softmax(x):\n"
+            "    e = np.exp(x)\n"
+            "    return e / e.sum(axis=-1, keepdims=True)\n"),
+        "wrong axis": (
+            "def my_softmax(x):\n"
+            "    e = np.exp(x - np.max(x, axis=0, keepdims=True))\n"
+            "    return e / e.sum(axis=0, keepdims=True)\n"),
+        "float32": (
+            "def my_softmax(x):\n"
+            "    return celib.softmax(x).astype(np.float32)\n"),
+    },
+    "my_cross_entropy": {
+        "sign error": (
+            "def my_cross_entropy(x, y):\n"
+            "    return x[y] - celib.logsumexp(x)\n"),
+        "log of the softmax (log 0)": (
+            "def my_cross_entropy(x, y):\n"
+            "    with np.errstate(divide='ignore'):\n"
+            "        return -np.log(celib.softmax(x)[y])\n"),
+        "no max shift (overflow)": (
+            "def my_cross_entropy(x, y):\n"
+            "    with np.errstate(over='ignore'):\n"
+            "        return np.log(np.sum(np.exp(x))) - x[y]\n"),
+        "float32": (
+            "def my_cross_entropy(x, y):\n"
+            "    return np.float32(celib.logsumexp(x) - x[y])\n"),
+    },
+    "my_nll_loss": {
+        "missing 1/N (sum)": (
+            "def my_nll_loss(log_probs, target):\n"
+            "    return -np.sum(log_probs[np.arange(len(target)), target])\n"),
+        "sign error": (
+            "def my_nll_loss(log_probs, target):\n"
+            "    return np.mean(log_probs[np.arange(len(target)), target])\n"),
+        "columns instead of rows": (
+            "def my_nll_loss(log_probs, target):\n"
+            "    return -np.mean(log_probs[:, target])\n"),
+        "float32": (
+            "def my_nll_loss(log_probs, target):\n"
+            "    return np.float32(-np.mean(log_probs[np.arange(len(target)), target]))\n"),
+    },
+}
+
+WRONG_ANSWERS = {name: next(iter(variants.values()))
+                 for name, variants in MORE_WRONG_ANSWERS.items()}

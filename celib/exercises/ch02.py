@@ -1,9 +1,11 @@
 """Checkers for chapter 2's exercises: the gradient, the Jacobian, softmax backward.
 
-Each ``check_*`` function runs the learner's function on a list of cases
-(edge cases included), compares it with celib's reference and prints, in the
-notebook's language, either a pass line or the first failing case. It returns
-True or False.
+Each ``check_*`` function calls the learner's function positionally on a list
+of cases (edge cases included), compares it with celib's reference and prints,
+in the notebook's language, a pass line, the first failing case or "not
+attempted yet"; it returns a :class:`celib.exercises.CheckResult`, truthy only
+on a pass. ``WRONG_ANSWERS`` and ``MORE_WRONG_ANSWERS`` hold typical mistakes
+the checkers reject.
 """
 
 from __future__ import annotations
@@ -11,9 +13,10 @@ from __future__ import annotations
 import numpy as np
 
 from .. import reference
-from ._core import Case, run_checker
+from ._core import Case, exercise_title, run_checker
 
-__all__ = ["check_gradient", "check_softmax_jacobian", "check_softmax_backward", "softmax_backward"]
+__all__ = ["check_gradient", "check_softmax_jacobian", "check_softmax_backward", "softmax_backward",
+           "WRONG_ANSWERS", "MORE_WRONG_ANSWERS"]
 
 RUNNING_EXAMPLE = np.array([2.0, 1.0, 0.1])
 
@@ -59,10 +62,10 @@ def check_gradient(fn, *, lang=None, quiet=False):
 
     Returns
     -------
-    bool
-        True when every case matches.
+    CheckResult
+        Truthy only when every case matches (rtol 1e-6, atol 1e-9, float64).
     """
-    return run_checker({"en": "Exercise 2.1, my_gradient", "zh": "練習 2.1，my_gradient"},
+    return run_checker(exercise_title("2.1", "my_gradient"),
                        fn, lambda x, y: reference.cross_entropy_grad(x, y), gradient_cases(),
                        lang=lang, quiet=quiet)
 
@@ -95,7 +98,7 @@ def check_softmax_jacobian(fn, *, lang=None, quiet=False):
 
     Parameters and return value as in :func:`check_gradient`.
     """
-    return run_checker({"en": "Exercise 2.2, my_softmax_jacobian", "zh": "練習 2.2，my_softmax_jacobian"},
+    return run_checker(exercise_title("2.2", "my_softmax_jacobian"),
                        fn, lambda x: reference.softmax_jacobian(x), jacobian_cases(),
                        lang=lang, quiet=quiet)
 
@@ -151,5 +154,69 @@ def check_softmax_backward(fn, *, lang=None, quiet=False):
 
     Parameters and return value as in :func:`check_gradient`.
     """
-    return run_checker({"en": "Exercise 2.3, my_softmax_backward", "zh": "練習 2.3，my_softmax_backward"},
+    return run_checker(exercise_title("2.3", "my_softmax_backward"),
                        fn, softmax_backward, backward_cases(), lang=lang, quiet=quiet)
+
+
+# ---------------------------------------------------------------------------
+# Typical wrong answers each checker must reject (tested in
+# tests/test_exercises_ch02.py; the first is pasted into the stub by
+# tests/test_run_all.py). Each source defines the learner's function.
+# ---------------------------------------------------------------------------
+
+MORE_WRONG_ANSWERS = {
+    "my_gradient": {
+        "sign error (e_y - p)": (
+            "def my_gradient(x, y):\n"
+            "    g = -celib.softmax(x)\n"
+            "    g[y] += 1.0\n"
+            "    return g\n"),
+        "softmax only (forgets -e_y)": (
+            "def my_gradient(x, y):\n"
+            "    return celib.softmax(x)\n"),
+        "no max shift (overflow)": (
+            "def my_gradient(x, y):\n"
+            "    with np.errstate(over='ignore', invalid='ignore'):\n"
+            "        e = np.exp(x)\n"
+            "        g = e / e.sum()\n"
+            "    g[y] -= 1.0\n"
+            "    return g\n"),
+        "float32": (
+            "def my_gradient(x, y):\n"
+            "    return celib.cross_entropy_grad(x, y).astype(np.float32)\n"),
+    },
+    "my_softmax_jacobian": {
+        "sign error (p p^T - diag(p))": (
+            "def my_softmax_jacobian(x):\n"
+            "    p = celib.softmax(x)\n"
+            "    return np.outer(p, p) - np.diag(p)\n"),
+        "diagonal only": (
+            "def my_softmax_jacobian(x):\n"
+            "    p = celib.softmax(x)\n"
+            "    return np.diag(p * (1 - p))\n"),
+        "float32": (
+            "def my_softmax_jacobian(x):\n"
+            "    p = celib.softmax(x).astype(np.float32)\n"
+            "    return np.diag(p) - np.outer(p, p)\n"),
+    },
+    "my_softmax_backward": {
+        "forgets the <p, g> term": (
+            "def my_softmax_backward(x, grad_p):\n"
+            "    return celib.softmax(x) * grad_p\n"),
+        "sum of g instead of <p, g>": (
+            "def my_softmax_backward(x, grad_p):\n"
+            "    p = celib.softmax(x)\n"
+            "    return p * (grad_p - np.sum(grad_p))\n"),
+        "sign error": (
+            "def my_softmax_backward(x, grad_p):\n"
+            "    p = celib.softmax(x)\n"
+            "    return p * (np.dot(p, grad_p) - grad_p)\n"),
+        "float32": (
+            "def my_softmax_backward(x, grad_p):\n"
+            "    p = celib.softmax(x)\n"
+            "    return (p * (grad_p - np.dot(p, grad_p))).astype(np.float32)\n"),
+    },
+}
+
+WRONG_ANSWERS = {name: next(iter(variants.values()))
+                 for name, variants in MORE_WRONG_ANSWERS.items()}

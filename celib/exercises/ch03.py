@@ -3,7 +3,12 @@
 Each checker runs the learner's function on cases that include the edges a
 batch brings (a single row, weights, ignored targets, a batch where every
 target is ignored, K-dimensional inputs) and prints, in the notebook's
-language, that every case passed or the first one that failed.
+language, that every case passed, the first one that failed, or "not
+attempted yet"; each returns a :class:`celib.exercises.CheckResult`. The
+learner's function is called positionally with every parameter of its
+signature (defaults filled in). ``WRONG_ANSWERS`` and ``MORE_WRONG_ANSWERS``
+hold typical mistakes the checkers reject, among them ``ignore_index``
+forgotten with and without class weights.
 """
 
 from __future__ import annotations
@@ -11,9 +16,10 @@ from __future__ import annotations
 import numpy as np
 
 from .. import reference
-from ._core import Case, run_checker
+from ._core import Case, exercise_title, run_checker
 
-__all__ = ["check_mean_denominator", "check_batch_grad", "check_accumulated_grad"]
+__all__ = ["check_mean_denominator", "check_batch_grad", "check_accumulated_grad",
+           "WRONG_ANSWERS", "MORE_WRONG_ANSWERS"]
 
 
 def _rng(seed):
@@ -43,6 +49,9 @@ def _denominator_cases():
     return [
         Case(dict(target=np.array([0, 3, 1]), weight=None),
              {"en": "no weights: the count N", "zh": "沒有權重：就是個數 N"}),
+        Case(dict(target=np.array([0, -100, 3, 1, -100]), weight=None),
+             {"en": "no weights, ignored targets: count the kept ones",
+              "zh": "沒有權重、有被忽略的目標：只數留下的"}),
         Case(dict(target=np.array([0, 3, 1, 3]), weight=w),
              {"en": "class weights", "zh": "類別權重"}),
         Case(dict(target=np.array([0, -100, 3, -100]), weight=w),
@@ -56,10 +65,18 @@ def _denominator_cases():
     ]
 
 
+_DENOMINATOR_PARAMS = ("target", ("weight", None), ("ignore_index", -100))
+
+
 def check_mean_denominator(fn, *, lang=None, quiet=False):
-    """Check ``fn(target, weight=None, ignore_index=-100)`` returns reduction='mean''s denominator."""
-    return run_checker({"en": "mean denominator", "zh": "平均的分母"}, fn,
-                       reference_mean_denominator, _denominator_cases(), lang=lang, quiet=quiet)
+    """Check ``fn(target, weight, ignore_index)`` returns reduction='mean''s denominator.
+
+    Called positionally with all three arguments. Returns a CheckResult
+    (rtol 1e-6, atol 1e-9; a float32 result is rejected).
+    """
+    return run_checker(exercise_title("3.1", "my_mean_denominator"), fn,
+                       reference_mean_denominator, _denominator_cases(), lang=lang, quiet=quiet,
+                       params=_DENOMINATOR_PARAMS)
 
 
 # ---------------------------------------------------------------------------
@@ -95,6 +112,10 @@ def _grad_cases():
              {"en": "weights, mean: divide by sum of w[y_n]", "zh": "權重，mean：除以 w[y_n] 的總和"}),
         Case(dict(logits=x, target=y_ign, weight=w, reduction="mean"),
              {"en": "weights and ignored targets, mean", "zh": "權重加上被忽略的目標，mean"}),
+        Case(dict(logits=x, target=y_ign, reduction="mean"),
+             {"en": "ignored targets without weights, mean", "zh": "沒有權重、有被忽略的目標，mean"}),
+        Case(dict(logits=x, target=y_ign, reduction="sum"),
+             {"en": "ignored targets, sum: their rows are 0", "zh": "被忽略的目標，sum：那幾列為 0"}),
         Case(dict(logits=x4, target=y4, weight=w, reduction="mean"),
              {"en": "K-dimensional input (N, C, d1)", "zh": "K 維輸入 (N, C, d1)"}),
         Case(dict(logits=x, target=np.full(5, -100), reduction="mean"),
@@ -103,10 +124,16 @@ def _grad_cases():
 
 
 def check_batch_grad(fn, *, lang=None, quiet=False):
-    """Check ``fn(logits, target, weight=None, ignore_index=-100, reduction='mean')``
-    returns dL/dlogits of ``torch.nn.functional.cross_entropy`` (upstream gradient 1)."""
-    return run_checker({"en": "batch gradient", "zh": "批次的梯度"}, fn,
-                       reference_batch_grad, _grad_cases(), lang=lang, quiet=quiet)
+    """Check ``fn(logits, target, weight, ignore_index, reduction)`` returns dL/dlogits
+    of ``torch.nn.functional.cross_entropy`` (upstream gradient 1).
+
+    Called positionally with all five arguments (defaults None, -100, 'mean').
+    Returns a CheckResult (rtol 1e-6, atol 1e-9; a float32 result is rejected).
+    """
+    return run_checker(exercise_title("3.2", "my_batch_grad"), fn,
+                       reference_batch_grad, _grad_cases(), lang=lang, quiet=quiet,
+                       params=("logits", "target", ("weight", None), ("ignore_index", -100),
+                               ("reduction", "mean")))
 
 
 # ---------------------------------------------------------------------------
@@ -143,8 +170,128 @@ def _accumulation_cases():
 
 
 def check_accumulated_grad(fn, *, lang=None, quiet=False):
-    """Check ``fn(micro_logits, micro_targets, weight=None, ignore_index=-100)``: the
+    """Check ``fn(micro_logits, micro_targets, weight, ignore_index)``: the
     gradient of the full batch's mean loss, built one micro-batch at a time and
-    returned as one array with the micro-batches' rows stacked in order."""
-    return run_checker({"en": "accumulated gradient", "zh": "累積的梯度"}, fn,
-                       reference_accumulated_grad, _accumulation_cases(), lang=lang, quiet=quiet)
+    returned as one array with the micro-batches' rows stacked in order.
+
+    Called positionally with all four arguments (defaults None, -100).
+    Returns a CheckResult (rtol 1e-6, atol 1e-9; a float32 result is rejected).
+    """
+    return run_checker(exercise_title("3.3", "my_accumulated_grad"), fn,
+                       reference_accumulated_grad, _accumulation_cases(), lang=lang, quiet=quiet,
+                       params=("micro_logits", "micro_targets", ("weight", None),
+                               ("ignore_index", -100)))
+
+
+# ---------------------------------------------------------------------------
+# Typical wrong answers each checker must reject (tested in
+# tests/test_exercises_ch03.py; the first is pasted into the stub by
+# tests/test_run_all.py). Each source defines the learner's function.
+# ---------------------------------------------------------------------------
+
+MORE_WRONG_ANSWERS = {
+    "my_mean_denominator": {
+        "ignore_index forgotten without weights": (
+            "def my_mean_denominator(target, weight=None, ignore_index=-100):\n"
+            "    y = np.asarray(target).reshape(-1)\n"
+            "    if weight is None:\n"
+            "        return float(y.size)\n"
+            "    kept = y[y != ignore_index]\n"
+            "    return float(np.asarray(weight, dtype=float)[kept].sum())\n"),
+        "ignore_index forgotten with weights": (
+            "def my_mean_denominator(target, weight=None, ignore_index=-100):\n"
+            "    y = np.asarray(target).reshape(-1)\n"
+            "    if weight is None:\n"
+            "        return float(np.count_nonzero(y != ignore_index))\n"
+            "    return float(np.asarray(weight, dtype=float)[y].sum())\n"),
+        "count instead of the sum of weights": (
+            "def my_mean_denominator(target, weight=None, ignore_index=-100):\n"
+            "    y = np.asarray(target).reshape(-1)\n"
+            "    return float(np.count_nonzero(y != ignore_index))\n"),
+        "float32": (
+            "def my_mean_denominator(target, weight=None, ignore_index=-100):\n"
+            "    y = np.asarray(target).reshape(-1)\n"
+            "    kept = y[y != ignore_index]\n"
+            "    w = np.ones(1 + max(kept.max(initial=0), 0)) if weight is None else weight\n"
+            "    return np.float32(np.asarray(w, dtype=np.float32)[kept].sum())\n"),
+    },
+    "my_batch_grad": {
+        "missing 1/N (sum for mean)": (
+            "def my_batch_grad(logits, target, weight=None, ignore_index=-100, reduction='mean'):\n"
+            "    red = 'sum' if reduction == 'mean' else reduction\n"
+            "    return celib.cross_entropy_grad(logits, target, weight=weight,\n"
+            "                                    ignore_index=ignore_index, reduction=red)\n"),
+        "sign error": (
+            "def my_batch_grad(logits, target, weight=None, ignore_index=-100, reduction='mean'):\n"
+            "    return -celib.cross_entropy_grad(logits, target, weight=weight,\n"
+            "                                     ignore_index=ignore_index, reduction=reduction)\n"),
+        "ignore_index forgotten without weights (mean over all N)": (
+            "def my_batch_grad(logits, target, weight=None, ignore_index=-100, reduction='mean'):\n"
+            "    if weight is None and reduction == 'mean':\n"
+            "        y = np.asarray(target)\n"
+            "        g = celib.cross_entropy_grad(logits, target, ignore_index=ignore_index,\n"
+            "                                     reduction='sum')\n"
+            "        return g / y.size\n"
+            "    return celib.cross_entropy_grad(logits, target, weight=weight,\n"
+            "                                    ignore_index=ignore_index, reduction=reduction)\n"),
+        "ignore_index forgotten with weights (divides by every w[y_n])": (
+            "def my_batch_grad(logits, target, weight=None, ignore_index=-100, reduction='mean'):\n"
+            "    g = celib.cross_entropy_grad(logits, target, weight=weight,\n"
+            "                                 ignore_index=ignore_index, reduction='sum')\n"
+            "    if reduction != 'mean':\n"
+            "        return celib.cross_entropy_grad(logits, target, weight=weight,\n"
+            "                                        ignore_index=ignore_index, reduction=reduction)\n"
+            "    y = np.asarray(target)\n"
+            "    w = np.ones(logits.shape[1]) if weight is None else np.asarray(weight)\n"
+            "    d = np.where(y == ignore_index, w[0], w[np.where(y == ignore_index, 0, y)]).sum()\n"
+            "    return g / d\n"),
+        "weights ignored": (
+            "def my_batch_grad(logits, target, weight=None, ignore_index=-100, reduction='mean'):\n"
+            "    return celib.cross_entropy_grad(logits, target, ignore_index=ignore_index,\n"
+            "                                    reduction=reduction)\n"),
+        "softmax over the last axis (wrong axis for (N, C, d1))": (
+            "def my_batch_grad(logits, target, weight=None, ignore_index=-100, reduction='mean'):\n"
+            "    if logits.ndim == 2:\n"
+            "        return celib.cross_entropy_grad(logits, target, weight=weight,\n"
+            "                                        ignore_index=ignore_index, reduction=reduction)\n"
+            "    C = logits.shape[-1]\n"
+            "    g = celib.cross_entropy_grad(logits.reshape(-1, C), np.zeros(logits.size // C, int))\n"
+            "    return g.reshape(logits.shape)\n"),
+        "float32": (
+            "def my_batch_grad(logits, target, weight=None, ignore_index=-100, reduction='mean'):\n"
+            "    return celib.cross_entropy_grad(logits, target, weight=weight,\n"
+            "                                    ignore_index=ignore_index,\n"
+            "                                    reduction=reduction).astype(np.float32)\n"),
+    },
+    "my_accumulated_grad": {
+        "mean of the micro-batch means": (
+            "def my_accumulated_grad(micro_logits, micro_targets, weight=None, ignore_index=-100):\n"
+            "    T = len(micro_logits)\n"
+            "    return np.concatenate([celib.cross_entropy_grad(x, t, weight=weight,\n"
+            "                                                    ignore_index=ignore_index) / T\n"
+            "                           for x, t in zip(micro_logits, micro_targets)])\n"),
+        "ignore_index forgotten in the count (divides by all rows)": (
+            "def my_accumulated_grad(micro_logits, micro_targets, weight=None, ignore_index=-100):\n"
+            "    total = sum(len(t) for t in micro_targets)\n"
+            "    return np.concatenate([celib.cross_entropy_grad(x, t, weight=weight,\n"
+            "                                                    ignore_index=ignore_index,\n"
+            "                                                    reduction='sum') / total\n"
+            "                           for x, t in zip(micro_logits, micro_targets)])\n"),
+        "weights forgotten in the denominator": (
+            "def my_accumulated_grad(micro_logits, micro_targets, weight=None, ignore_index=-100):\n"
+            "    total = sum(np.count_nonzero(np.asarray(t) != ignore_index) for t in micro_targets)\n"
+            "    return np.concatenate([celib.cross_entropy_grad(x, t, weight=weight,\n"
+            "                                                    ignore_index=ignore_index,\n"
+            "                                                    reduction='sum') / total\n"
+            "                           for x, t in zip(micro_logits, micro_targets)])\n"),
+        "float32": (
+            "def my_accumulated_grad(micro_logits, micro_targets, weight=None, ignore_index=-100):\n"
+            "    x = np.concatenate(micro_logits)\n"
+            "    y = np.concatenate(micro_targets)\n"
+            "    return celib.cross_entropy_grad(x, y, weight=weight,\n"
+            "                                    ignore_index=ignore_index).astype(np.float32)\n"),
+    },
+}
+
+WRONG_ANSWERS = {name: next(iter(variants.values()))
+                 for name, variants in MORE_WRONG_ANSWERS.items()}

@@ -3,6 +3,8 @@
 Each checker runs the learner's function on cases that break a naive
 implementation (large, very negative and -inf logits, confident rows) and
 compares it with celib's NumPy reference; see :func:`celib.exercises.run_checker`.
+Each returns a :class:`celib.exercises.CheckResult`; ``WRONG_ANSWERS`` and
+``MORE_WRONG_ANSWERS`` hold typical mistakes the checkers reject.
 """
 
 from __future__ import annotations
@@ -10,9 +12,10 @@ from __future__ import annotations
 import numpy as np
 
 from .. import reference
-from ._core import Case, run_checker
+from ._core import Case, exercise_title, run_checker
 
-__all__ = ["check_logsumexp", "check_log_softmax", "check_true_class_grad"]
+__all__ = ["check_logsumexp", "check_log_softmax", "check_true_class_grad",
+           "WRONG_ANSWERS", "MORE_WRONG_ANSWERS"]
 
 _NEG_INF = -np.inf
 
@@ -34,6 +37,9 @@ def _lse_cases():
              {"en": "every class masked: -inf", "zh": "所有類別都被遮蔽：結果為 -inf"}),
         Case({"x": 50.0 * rng.standard_normal((4, 6))},
              {"en": "a batch of rows, along the last axis", "zh": "一個批次的多列，沿最後一軸"}),
+        Case({"x": np.array([[1000.0, 999.0, 998.0], [-1000.0, -1001.0, -1002.0]])},
+             {"en": "rows 2000 apart: shift each row by its own maximum",
+              "zh": "相差 2000 的兩列：每一列要減去自己的最大值"}),
     ]
 
 
@@ -51,10 +57,11 @@ def check_logsumexp(fn, *, lang=None, quiet=False):
 
     Returns
     -------
-    bool
-        True when every case matches :func:`celib.reference.logsumexp`.
+    CheckResult
+        Truthy only when every case matches :func:`celib.reference.logsumexp`
+        (rtol 1e-6, atol 1e-9; a float32 result is rejected).
     """
-    return run_checker({"en": "logsumexp", "zh": "logsumexp（對數和指數）"},
+    return run_checker(exercise_title("5.1", "my_logsumexp"),
                        fn, lambda x: reference.logsumexp(x, axis=-1), _lse_cases(),
                        lang=lang, quiet=quiet)
 
@@ -67,8 +74,9 @@ def check_log_softmax(fn, *, lang=None, quiet=False):
 
     Returns
     -------
-    bool
-        True when every case matches :func:`celib.reference.log_softmax`.
+    CheckResult
+        Truthy only when every case matches :func:`celib.reference.log_softmax`
+        (rtol 1e-6, atol 1e-9; a float32 result is rejected).
     """
     rng = np.random.default_rng(6)
     cases = [
@@ -82,8 +90,11 @@ def check_log_softmax(fn, *, lang=None, quiet=False):
              {"en": "a masked class (-inf) stays -inf", "zh": "被遮蔽的類別（-inf）維持 -inf"}),
         Case({"x": 30.0 * rng.standard_normal((3, 5))},
              {"en": "a batch of rows", "zh": "一個批次的多列"}),
+        Case({"x": np.array([[1000.0, 999.0, 998.0], [-1000.0, -1001.0, -1002.0]])},
+             {"en": "rows 2000 apart: shift each row by its own maximum",
+              "zh": "相差 2000 的兩列：每一列要減去自己的最大值"}),
     ]
-    return run_checker({"en": "log_softmax", "zh": "log_softmax（對數機率）"},
+    return run_checker(exercise_title("5.2", "my_log_softmax"),
                        fn, lambda x: reference.log_softmax(x, axis=-1), cases,
                        lang=lang, quiet=quiet)
 
@@ -111,9 +122,10 @@ def check_true_class_grad(fn, *, lang=None, quiet=False):
 
     Returns
     -------
-    bool
-        True when every case matches -(sum_{c != y} e_c) / sum_c e_c, with
-        e_c = exp(x_c - max x), to a relative 1e-6.
+    CheckResult
+        Truthy only when every case matches -(sum_{c != y} e_c) / sum_c e_c,
+        with e_c = exp(x_c - max x), to a relative 1e-6 (atol 0; a float32
+        result is rejected).
     """
     def row(margin, C=5):
         x = np.zeros(C)
@@ -135,5 +147,75 @@ def check_true_class_grad(fn, *, lang=None, quiet=False):
              {"en": "huge logits and a 700-nat margin", "zh": "極大的 logits，差距 700"},
              rtol=1e-6, atol=0.0),
     ]
-    return run_checker({"en": "true-class gradient p_y - 1", "zh": "正確類別的梯度 p_y - 1"},
+    return run_checker(exercise_title("5.3", "my_true_class_grad"),
                        fn, _true_class_reference, cases, lang=lang, quiet=quiet)
+
+
+# ---------------------------------------------------------------------------
+# Typical wrong answers each checker must reject (tested in
+# tests/test_exercises_ch05.py; the first is pasted into the stub by
+# tests/test_run_all.py). Each source defines the learner's function.
+# ---------------------------------------------------------------------------
+
+MORE_WRONG_ANSWERS = {
+    "my_logsumexp": {
+        "no max shift (overflow)": (
+            "def my_logsumexp(x):\n"
+            "    with np.errstate(over='ignore', divide='ignore'):\n"
+            "        return np.log(np.sum(np.exp(x), axis=-1))\n"),
+        "global max instead of per-row": (
+            "def my_logsumexp(x):\n"
+            "    m = np.max(x)\n"
+            "    m = m if np.isfinite(m) else 0.0\n"
+            "    with np.errstate(divide='ignore'):\n"
+            "        return m + np.log(np.sum(np.exp(x - m), axis=-1))\n"),
+        "a row of -inf gives NaN (shift by -inf)": (
+            "def my_logsumexp(x):\n"
+            "    m = np.max(x, axis=-1, keepdims=True)\n"
+            "    with np.errstate(invalid='ignore'):\n"
+            "        return np.squeeze(m + np.log(np.sum(np.exp(x - m), axis=-1, keepdims=True)), -1)\n"),
+        "wrong axis": (
+            "def my_logsumexp(x):\n"
+            "    return celib.logsumexp(x, axis=0)\n"),
+        "float32": (
+            "def my_logsumexp(x):\n"
+            "    return np.asarray(celib.logsumexp(x, axis=-1), dtype=np.float32)\n"),
+    },
+    "my_log_softmax": {
+        "log of the softmax (log 0)": (
+            "def my_log_softmax(x):\n"
+            "    with np.errstate(divide='ignore'):\n"
+            "        return np.log(celib.softmax(x, axis=-1))\n"),
+        "global max instead of per-row": (
+            "def my_log_softmax(x):\n"
+            "    m = np.max(x)\n"
+            "    with np.errstate(divide='ignore'):\n"
+            "        return (x - m) - np.log(np.sum(np.exp(x - m), axis=-1, keepdims=True))\n"),
+        "sign error": (
+            "def my_log_softmax(x):\n"
+            "    return -celib.log_softmax(x, axis=-1)\n"),
+        "float32": (
+            "def my_log_softmax(x):\n"
+            "    return celib.log_softmax(x, axis=-1).astype(np.float32)\n"),
+    },
+    "my_true_class_grad": {
+        "softmax(x)[y] - 1 (cancels to 0)": (
+            "def my_true_class_grad(x, y):\n"
+            "    return celib.softmax(x)[y] - 1.0\n"),
+        "(e_y - S) / S (cancels too)": (
+            "def my_true_class_grad(x, y):\n"
+            "    e = np.exp(x - np.max(x))\n"
+            "    return (e[y] - e.sum()) / e.sum()\n"),
+        "sign error (1 - p_y)": (
+            "def my_true_class_grad(x, y):\n"
+            "    e = np.exp(x - np.max(x))\n"
+            "    return np.sum(np.delete(e, y)) / np.sum(e)\n"),
+        "float32": (
+            "def my_true_class_grad(x, y):\n"
+            "    e = np.exp(x - np.max(x))\n"
+            "    return np.float32(-np.sum(np.delete(e, y)) / np.sum(e))\n"),
+    },
+}
+
+WRONG_ANSWERS = {name: next(iter(variants.values()))
+                 for name, variants in MORE_WRONG_ANSWERS.items()}

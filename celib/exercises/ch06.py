@@ -1,16 +1,18 @@
 """Checkers for chapter 6, checking gradients.
 
-See :func:`celib.exercises.run_checker` for what a checker prints and returns.
+See :func:`celib.exercises.run_checker` for what a checker prints and returns
+(a :class:`celib.exercises.CheckResult`). ``WRONG_ANSWERS`` and
+``MORE_WRONG_ANSWERS`` hold typical mistakes the checkers reject.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .. import gradcheck, reference
-from ._core import Case, run_checker
+from .. import gradient_check, reference
+from ._core import Case, exercise_title, run_checker
 
-__all__ = ["check_central_difference", "check_relative_error"]
+__all__ = ["check_central_difference", "check_relative_error", "WRONG_ANSWERS", "MORE_WRONG_ANSWERS"]
 
 
 class _Fn:
@@ -41,7 +43,7 @@ def _exp_sin(x):
 def check_central_difference(fn, *, lang=None, quiet=False):
     """Check ``fn(f, x, eps)``: the central-difference gradient of a scalar f at x.
 
-    Compared with :func:`celib.gradcheck.numerical_grad` at the same step, so a
+    Compared with :func:`celib.gradient_check.numerical_grad` at the same step, so a
     forward difference, a missing factor 1/2 or a step applied to all entries
     at once fails, while rounding-level differences pass (rtol 1e-6).
 
@@ -52,7 +54,8 @@ def check_central_difference(fn, *, lang=None, quiet=False):
 
     Returns
     -------
-    bool
+    CheckResult
+        Truthy only when every case matches (a float32 result is rejected).
     """
     rng = np.random.default_rng(7)
     cube = _Fn("lambda x: np.sum(x ** 3)", _cube_sum)
@@ -69,8 +72,8 @@ def check_central_difference(fn, *, lang=None, quiet=False):
         Case({"f": cube, "x": np.array([[0.0, 1.0], [2.0, -1.0]]), "eps": 0.1},
              {"en": "a 2-D point, large step", "zh": "二維的點，較大的步長"}, rtol=1e-6, atol=1e-9),
     ]
-    return run_checker({"en": "central difference", "zh": "中央差分"},
-                       fn, gradcheck.numerical_grad, cases, lang=lang, quiet=quiet)
+    return run_checker(exercise_title("6.1", "my_central_difference"),
+                       fn, gradient_check.numerical_grad, cases, lang=lang, quiet=quiet)
 
 
 def check_relative_error(fn, *, lang=None, quiet=False):
@@ -79,7 +82,7 @@ def check_relative_error(fn, *, lang=None, quiet=False):
     Returns
     -------
     bool
-        True when every case matches :func:`celib.gradcheck.relative_error`.
+        True when every case matches :func:`celib.gradient_check.relative_error`.
     """
     cases = [
         Case({"actual": np.array([1.0, 2.0, 3.0]), "expected": np.array([1.0, 2.0, 3.0])},
@@ -97,5 +100,69 @@ def check_relative_error(fn, *, lang=None, quiet=False):
              {"en": "tiny values: the error is scale-free", "zh": "極小的值：誤差與尺度無關"},
              atol=0.0),
     ]
-    return run_checker({"en": "relative error", "zh": "相對誤差"},
-                       fn, gradcheck.relative_error, cases, lang=lang, quiet=quiet)
+    return run_checker(exercise_title("6.2", "my_relative_error"),
+                       fn, gradient_check.relative_error, cases, lang=lang, quiet=quiet)
+
+
+# ---------------------------------------------------------------------------
+# Typical wrong answers each checker must reject (tested in
+# tests/test_exercises_ch06.py; the first is pasted into the stub by
+# tests/test_run_all.py). Each source defines the learner's function.
+# ---------------------------------------------------------------------------
+
+MORE_WRONG_ANSWERS = {
+    "my_central_difference": {
+        "forward difference": (
+            "def my_central_difference(f, x, eps):\n"
+            "    x = np.array(x, dtype=np.float64); g = np.zeros_like(x)\n"
+            "    for i in np.ndindex(x.shape):\n"
+            "        p = x.copy(); p[i] += eps\n"
+            "        g[i] = (f(p) - f(x)) / eps\n"
+            "    return g\n"),
+        "missing 1/2": (
+            "def my_central_difference(f, x, eps):\n"
+            "    x = np.array(x, dtype=np.float64); g = np.zeros_like(x)\n"
+            "    for i in np.ndindex(x.shape):\n"
+            "        p, m = x.copy(), x.copy(); p[i] += eps; m[i] -= eps\n"
+            "        g[i] = (f(p) - f(m)) / eps\n"
+            "    return g\n"),
+        "every entry stepped at once": (
+            "def my_central_difference(f, x, eps):\n"
+            "    x = np.array(x, dtype=np.float64)\n"
+            "    return np.full_like(x, (f(x + eps) - f(x - eps)) / (2 * eps))\n"),
+        "sign error": (
+            "def my_central_difference(f, x, eps):\n"
+            "    x = np.array(x, dtype=np.float64); g = np.zeros_like(x)\n"
+            "    for i in np.ndindex(x.shape):\n"
+            "        p, m = x.copy(), x.copy(); p[i] += eps; m[i] -= eps\n"
+            "        g[i] = (f(m) - f(p)) / (2 * eps)\n"
+            "    return g\n"),
+        "float32": (
+            "def my_central_difference(f, x, eps):\n"
+            "    return celib.numerical_grad(f, x, eps).astype(np.float32)\n"),
+    },
+    "my_relative_error": {
+        "entry by entry, relative to expected": (
+            "def my_relative_error(actual, expected):\n"
+            "    a, e = np.asarray(actual, float), np.asarray(expected, float)\n"
+            "    with np.errstate(divide='ignore', invalid='ignore'):\n"
+            "        r = np.abs(a - e) / np.abs(e)\n"
+            "    return float(np.nanmax(r)) if np.isfinite(r).any() else 0.0\n"),
+        "no guard for all zeros (NaN)": (
+            "def my_relative_error(actual, expected):\n"
+            "    a, e = np.asarray(actual, float), np.asarray(expected, float)\n"
+            "    with np.errstate(invalid='ignore'):\n"
+            "        return np.max(np.abs(a - e)) / max(np.max(np.abs(a)), np.max(np.abs(e)))\n"),
+        "scale from expected only": (
+            "def my_relative_error(actual, expected):\n"
+            "    a, e = np.asarray(actual, float), np.asarray(expected, float)\n"
+            "    s = np.max(np.abs(e))\n"
+            "    return 0.0 if s == 0 else np.max(np.abs(a - e)) / s\n"),
+        "float32": (
+            "def my_relative_error(actual, expected):\n"
+            "    return np.float32(celib.relative_error(actual, expected))\n"),
+    },
+}
+
+WRONG_ANSWERS = {name: next(iter(variants.values()))
+                 for name, variants in MORE_WRONG_ANSWERS.items()}

@@ -9,10 +9,13 @@ derives, with G = dL/dZ = (softmax(Z) - onehot(y)) / N,
 
 Each checker takes the learner's function, runs it and the reference on the
 same cases (edge cases included) and prints either that all cases pass or the
-first failing case, in the notebook's language. It returns True or False.
+first failing case (naming the part, dW or db, that differs), in the
+notebook's language. It returns a :class:`celib.exercises.CheckResult`.
+``WRONG_ANSWERS`` and ``MORE_WRONG_ANSWERS`` hold typical mistakes the
+checkers reject.
 
     from celib.exercises import ch07
-    ch07.check_linear_grads(linear_grads)
+    ch07.check_linear_grads(my_linear_grads)
 """
 
 from __future__ import annotations
@@ -20,35 +23,10 @@ from __future__ import annotations
 import numpy as np
 
 from .. import reference
-from ._core import Case, _lang, run_checker
+from ._core import Case, exercise_title, run_checker
 
-__all__ = ["check_linear_grads", "check_gd_step", "check_confusion_matrix"]
-
-_SHAPES = {
-    "en": "{what} should have shape {expected}, got shape {actual}",
-    "zh": "{what} 的形狀應為 {expected}，實際為 {actual}",
-}
-
-
-def _as_pair(result, shapes, names, lang=None):
-    """Check that ``result`` is a pair of arrays of ``shapes``; stack them as rows.
-
-    The pair (M of shape (D, C), v of shape (C,)) becomes one (D + 1, C) array,
-    v as the last row, so that run_checker can compare both at once.
-    """
-    try:
-        first, second = result
-    except (TypeError, ValueError):
-        raise TypeError({"en": f"return a pair ({names[0]}, {names[1]})",
-                         "zh": f"請傳回一對 ({names[0]}, {names[1]})"}[_lang(lang)]) from None
-    first = np.asarray(first, dtype=np.float64)
-    second = np.asarray(second, dtype=np.float64)
-    for arr, shape, what in ((first, shapes[0], names[0]), (second, shapes[1], names[1])):
-        if arr.shape != shape:
-            raise ValueError(_SHAPES[_lang(lang)].format(what=what, expected=shape,
-                                                         actual=arr.shape))
-    return np.vstack([first, second[None, :]])
-
+__all__ = ["check_linear_grads", "check_gd_step", "check_confusion_matrix",
+           "WRONG_ANSWERS", "MORE_WRONG_ANSWERS"]
 
 def _problem(seed, N, D, C, scale=1.0, classes=None):
     rng = np.random.default_rng(seed)
@@ -95,17 +73,11 @@ def check_linear_grads(fn, *, lang=None, quiet=False):
 
     Returns
     -------
-    bool
+    CheckResult
+        Truthy only when both parts match (rtol 1e-6, atol 1e-9; float32 rejected).
     """
-    def learner(X, y, W, b):
-        return _as_pair(fn(X=X, y=y, W=W, b=b), (W.shape, b.shape), ("dW", "db"), lang)
-
-    def ref(X, y, W, b):
-        return _as_pair(_linear_grads(X, y, W, b), (W.shape, b.shape), ("dW", "db"))
-
-    return run_checker({"en": "dL/dW and dL/db of softmax regression",
-                        "zh": "softmax 迴歸的 dL/dW 與 dL/db"},
-                       learner, ref, _grad_cases(), lang=lang, quiet=quiet)
+    return run_checker(exercise_title("7.1", "my_linear_grads"), fn, _linear_grads,
+                       _grad_cases(), lang=lang, quiet=quiet, outputs=("dW", "db"))
 
 
 # ---------------------------------------------------------------------------
@@ -126,15 +98,9 @@ def check_gd_step(fn, *, lang=None, quiet=False):
 
     Returns
     -------
-    bool
+    CheckResult
+        Truthy only when both parts match (rtol 1e-6, atol 1e-9; float32 rejected).
     """
-    def learner(X, y, W, b, lr):
-        return _as_pair(fn(X=X, y=y, W=W, b=b, lr=lr), (W.shape, b.shape),
-                        ("W_new", "b_new"), lang)
-
-    def ref(X, y, W, b, lr):
-        return _as_pair(_gd_step(X, y, W, b, lr), (W.shape, b.shape), ("W_new", "b_new"))
-
     cases = [
         Case({**_problem(10, 6, 4, 3), "lr": 0.5}, {"en": "learning rate 0.5",
                                                    "zh": "學習率 0.5"}),
@@ -145,8 +111,8 @@ def check_gd_step(fn, *, lang=None, quiet=False):
         Case({**_problem(13, 10, 5, 4, scale=100.0), "lr": 0.1},
              {"en": "large logits", "zh": "很大的 logits"}),
     ]
-    return run_checker({"en": "one step of gradient descent", "zh": "梯度下降的一步"},
-                       learner, ref, cases, lang=lang, quiet=quiet)
+    return run_checker(exercise_title("7.2", "my_gd_step"), fn, _gd_step, cases,
+                       lang=lang, quiet=quiet, outputs=("W_new", "b_new"))
 
 
 # ---------------------------------------------------------------------------
@@ -167,7 +133,8 @@ def check_confusion_matrix(fn, *, lang=None, quiet=False):
 
     Returns
     -------
-    bool
+    CheckResult
+        Truthy only when every count matches exactly (any integer or float dtype).
     """
     def case(y_true, y_pred, k, label):
         return Case({"y_true": np.array(y_true, dtype=np.int64),
@@ -186,5 +153,84 @@ def check_confusion_matrix(fn, *, lang=None, quiet=False):
                                        "zh": "重複的錯誤要累加"}),
         case([], [], 4, {"en": "no samples", "zh": "沒有樣本"}),
     ]
-    return run_checker({"en": "confusion matrix", "zh": "混淆矩陣"},
-                       fn, _confusion_matrix, cases, lang=lang, quiet=quiet)
+    return run_checker(exercise_title("7.3", "my_confusion_matrix"),
+                       fn, _confusion_matrix, cases, lang=lang, quiet=quiet, exact=True)
+
+
+# ---------------------------------------------------------------------------
+# Typical wrong answers each checker must reject (tested in
+# tests/test_exercises_ch07.py; the first is pasted into the stub by
+# tests/test_run_all.py). Each source defines the learner's function.
+# ---------------------------------------------------------------------------
+
+MORE_WRONG_ANSWERS = {
+    "my_linear_grads": {
+        "missing 1/N": (
+            "def my_linear_grads(X, y, W, b):\n"
+            "    G = celib.cross_entropy_grad(X @ W + b, y, reduction='sum')\n"
+            "    return X.T @ G, G.sum(axis=0)\n"),
+        "dW transposed (C, D)": (
+            "def my_linear_grads(X, y, W, b):\n"
+            "    G = celib.cross_entropy_grad(X @ W + b, y)\n"
+            "    return G.T @ X, G.sum(axis=0)\n"),
+        "db summed over the wrong axis": (
+            "def my_linear_grads(X, y, W, b):\n"
+            "    G = celib.cross_entropy_grad(X @ W + b, y)\n"
+            "    return X.T @ G, G.sum(axis=1)\n"),
+        "db wrong (the mean over rows)": (
+            "def my_linear_grads(X, y, W, b):\n"
+            "    G = celib.cross_entropy_grad(X @ W + b, y)\n"
+            "    return X.T @ G, G.mean(axis=0)\n"),
+        "sign error": (
+            "def my_linear_grads(X, y, W, b):\n"
+            "    G = celib.cross_entropy_grad(X @ W + b, y)\n"
+            "    return -(X.T @ G), -G.sum(axis=0)\n"),
+        "a dict instead of a tuple": (
+            "def my_linear_grads(X, y, W, b):\n"
+            "    G = celib.cross_entropy_grad(X @ W + b, y)\n"
+            "    return {'dW': X.T @ G, 'db': G.sum(axis=0)}\n"),
+        "float32": (
+            "def my_linear_grads(X, y, W, b):\n"
+            "    G = celib.cross_entropy_grad(X @ W + b, y).astype(np.float32)\n"
+            "    return X.T.astype(np.float32) @ G, G.sum(axis=0)\n"),
+    },
+    "my_gd_step": {
+        "sign error (ascent)": (
+            "def my_gd_step(X, y, W, b, lr):\n"
+            "    G = celib.cross_entropy_grad(X @ W + b, y)\n"
+            "    return W + lr * (X.T @ G), b + lr * G.sum(axis=0)\n"),
+        "bias not updated": (
+            "def my_gd_step(X, y, W, b, lr):\n"
+            "    G = celib.cross_entropy_grad(X @ W + b, y)\n"
+            "    return W - lr * (X.T @ G), b\n"),
+        "missing 1/N": (
+            "def my_gd_step(X, y, W, b, lr):\n"
+            "    G = celib.cross_entropy_grad(X @ W + b, y, reduction='sum')\n"
+            "    return W - lr * (X.T @ G), b - lr * G.sum(axis=0)\n"),
+        "float32": (
+            "def my_gd_step(X, y, W, b, lr):\n"
+            "    G = celib.cross_entropy_grad(X @ W + b, y)\n"
+            "    return (W - lr * (X.T @ G)).astype(np.float32), b - lr * G.sum(axis=0)\n"),
+    },
+    "my_confusion_matrix": {
+        "transposed (rows predicted)": (
+            "def my_confusion_matrix(y_true, y_pred, num_classes):\n"
+            "    M = np.zeros((num_classes, num_classes), dtype=np.int64)\n"
+            "    np.add.at(M, (y_pred, y_true), 1)\n"
+            "    return M\n"),
+        "repeated pairs counted once": (
+            "def my_confusion_matrix(y_true, y_pred, num_classes):\n"
+            "    M = np.zeros((num_classes, num_classes), dtype=np.int64)\n"
+            "    M[y_true, y_pred] += 1\n"
+            "    return M\n"),
+        "size from the data, not num_classes": (
+            "def my_confusion_matrix(y_true, y_pred, num_classes):\n"
+            "    k = int(max(np.max(y_true, initial=-1), np.max(y_pred, initial=-1))) + 1\n"
+            "    M = np.zeros((k, k), dtype=np.int64)\n"
+            "    np.add.at(M, (y_true, y_pred), 1)\n"
+            "    return M\n"),
+    },
+}
+
+WRONG_ANSWERS = {name: next(iter(variants.values()))
+                 for name, variants in MORE_WRONG_ANSWERS.items()}

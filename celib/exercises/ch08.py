@@ -7,12 +7,15 @@ and a bias b of shape (V,). With G = dL/dZ the chapter derives
     dL/dW = G^T h   (V, H),    dL/db = sum_n G_n   (V,),    dL/dh = G W   (N, H).
 
     from celib.exercises import ch08
-    ch08.check_logits_gib(logits_gib)
-    ch08.check_linear_ce_grads(linear_ce_grads)
-    ch08.check_chunked_logsumexp(chunked_logsumexp)
+    ch08.check_logits_gib(my_logits_gib)
+    ch08.check_linear_ce_grads(my_linear_ce_grads)
+    ch08.check_chunked_logsumexp(my_chunked_logsumexp)
 
-Each checker prints that all cases pass or the first failing case, in the
-notebook's language, and returns True or False.
+Each checker prints that all cases pass, the first failing case (naming the
+part, dh, dW or db, that differs) or "not attempted yet", in the notebook's
+language, and returns a :class:`celib.exercises.CheckResult`.
+``WRONG_ANSWERS`` and ``MORE_WRONG_ANSWERS`` hold typical mistakes the
+checkers reject.
 """
 
 from __future__ import annotations
@@ -20,37 +23,10 @@ from __future__ import annotations
 import numpy as np
 
 from .. import reference
-from ._core import Case, _lang, run_checker
+from ._core import Case, exercise_title, run_checker
 
-__all__ = ["check_logits_gib", "check_linear_ce_grads", "check_chunked_logsumexp"]
-
-_SHAPES = {
-    "en": "{what} should have shape {expected}, got shape {actual}",
-    "zh": "{what} 的形狀應為 {expected}，實際為 {actual}",
-}
-_COUNT = {
-    "en": "return {k} arrays ({names})",
-    "zh": "請傳回 {k} 個陣列（{names}）",
-}
-
-
-def _pack(result, shapes, names, lang=None):
-    """Check a tuple of arrays against ``shapes`` and concatenate them, flattened."""
-    try:
-        parts = list(result)
-    except TypeError:
-        parts = None
-    if parts is None or len(parts) != len(shapes):
-        raise TypeError(_COUNT[_lang(lang)].format(k=len(shapes), names=", ".join(names)))
-    flat = []
-    for part, shape, what in zip(parts, shapes, names):
-        arr = np.asarray(part, dtype=np.float64)
-        if arr.shape != shape:
-            raise ValueError(_SHAPES[_lang(lang)].format(what=what, expected=shape,
-                                                         actual=arr.shape))
-        flat.append(arr.ravel())
-    return np.concatenate(flat)
-
+__all__ = ["check_logits_gib", "check_linear_ce_grads", "check_chunked_logsumexp",
+           "WRONG_ANSWERS", "MORE_WRONG_ANSWERS"]
 
 # ---------------------------------------------------------------------------
 # exercise 1: the size of the logits
@@ -68,7 +44,8 @@ def check_logits_gib(fn, *, lang=None, quiet=False):
 
     Returns
     -------
-    bool
+    CheckResult
+        Truthy only when every case matches to rtol 1e-12 (float32 rejected).
     """
     def case(t, v, nbytes, label):
         return Case({"tokens": t, "vocab": v, "bytes_per_element": nbytes}, label,
@@ -83,7 +60,7 @@ def check_logits_gib(fn, *, lang=None, quiet=False):
         case(0, 50257, 4, {"en": "no tokens", "zh": "沒有 token"}),
         case(2**15, 2**15, 1, {"en": "exactly 1 GiB (8-bit)", "zh": "剛好 1 GiB（8 位元）"}),
     ]
-    return run_checker({"en": "GiB of the logits", "zh": "logits 占用的 GiB"},
+    return run_checker(exercise_title("8.1", "my_logits_gib"),
                        fn, _logits_gib, cases, lang=lang, quiet=quiet)
 
 
@@ -112,17 +89,9 @@ def check_linear_ce_grads(fn, *, lang=None, quiet=False):
 
     Returns
     -------
-    bool
+    CheckResult
+        Truthy only when the three parts match (rtol 1e-6, atol 1e-9; float32 rejected).
     """
-    def shapes(h, W, b):
-        return (h.shape, W.shape, b.shape)
-
-    def learner(h, W, b, target):
-        return _pack(fn(h=h, W=W, b=b, target=target), shapes(h, W, b), ("dh", "dW", "db"), lang)
-
-    def ref(h, W, b, target):
-        return _pack(_linear_ce_grads(h, W, b, target), shapes(h, W, b), ("dh", "dW", "db"))
-
     cases = [
         Case(_grad_problem(0, 4, 3, 5), {"en": "N = 4, H = 3, V = 5", "zh": "N = 4、H = 3、V = 5"}),
         Case(_grad_problem(1, 1, 2, 6), {"en": "a single token", "zh": "只有一個 token"}),
@@ -131,10 +100,11 @@ def check_linear_ce_grads(fn, *, lang=None, quiet=False):
         Case(_grad_problem(3, 5, 6, 3), {"en": "H > V", "zh": "H > V"}),
         Case(_grad_problem(4, 3, 2, 4, scale=500.0),
              {"en": "large logits (hundreds)", "zh": "很大的 logits（數百）"}),
+        Case(_grad_problem(5, 4, 3, 3, ignored=(0, 1, 2, 3)),
+             {"en": "every target ignored: zero gradients", "zh": "所有目標都被忽略：梯度為零"}),
     ]
-    return run_checker({"en": "dh, dW and db of linear + cross-entropy",
-                        "zh": "線性層加交叉熵的 dh、dW、db"},
-                       learner, ref, cases, lang=lang, quiet=quiet)
+    return run_checker(exercise_title("8.2", "my_linear_ce_grads"), fn, _linear_ce_grads, cases,
+                       lang=lang, quiet=quiet, outputs=("dh", "dW", "db"))
 
 
 # ---------------------------------------------------------------------------
@@ -156,7 +126,8 @@ def check_chunked_logsumexp(fn, *, lang=None, quiet=False):
 
     Returns
     -------
-    bool
+    CheckResult
+        Truthy only when every case matches (rtol 1e-6, atol 1e-9; float32 rejected).
     """
     rng = np.random.default_rng(8)
     Z = rng.standard_normal((3, 10))
@@ -176,7 +147,92 @@ def check_chunked_logsumexp(fn, *, lang=None, quiet=False):
                                                "zh": "第一塊全是 -inf"}),
         Case({"Z": Z_all, "chunk_size": 2}, {"en": "a row of all -inf (lse = -inf)",
                                               "zh": "有一列全是 -inf（lse = -inf）"}),
+        Case({"Z": np.array([[1000.0, 999.0, 998.0, 997.0], [-1000.0, -1001.0, -999.0, -1002.0]]),
+              "chunk_size": 2},
+             {"en": "rows 2000 apart: a running maximum per row",
+              "zh": "相差 2000 的兩列：每一列各自的累計最大值"}),
     ]
-    return run_checker({"en": "log-sum-exp over chunks of the vocabulary",
-                        "zh": "分塊計算詞彙表上的 log-sum-exp"},
+    return run_checker(exercise_title("8.3", "my_chunked_logsumexp"),
                        fn, _chunked_logsumexp, cases, lang=lang, quiet=quiet)
+
+
+# ---------------------------------------------------------------------------
+# Typical wrong answers each checker must reject (tested in
+# tests/test_exercises_ch08.py; the first is pasted into the stub by
+# tests/test_run_all.py). Each source defines the learner's function.
+# ---------------------------------------------------------------------------
+
+MORE_WRONG_ANSWERS = {
+    "my_logits_gib": {
+        "GB (1e9 bytes) instead of GiB": (
+            "def my_logits_gib(tokens, vocab, bytes_per_element):\n"
+            "    return tokens * vocab * bytes_per_element / 1e9\n"),
+        "bytes per element forgotten": (
+            "def my_logits_gib(tokens, vocab, bytes_per_element):\n"
+            "    return tokens * vocab / 2**30\n"),
+        "float32": (
+            "def my_logits_gib(tokens, vocab, bytes_per_element):\n"
+            "    return np.float32(tokens * vocab * bytes_per_element / 2**30)\n"),
+    },
+    "my_linear_ce_grads": {
+        "dW transposed (H, V)": (
+            "def my_linear_ce_grads(h, W, b, target):\n"
+            "    G = celib.cross_entropy_grad(h @ W.T + b, target)\n"
+            "    return G @ W, h.T @ G, G.sum(axis=0)\n"),
+        "ignore_index forgotten in the mean (divides by N)": (
+            "def my_linear_ce_grads(h, W, b, target):\n"
+            "    G = celib.cross_entropy_grad(h @ W.T + b, target, reduction='sum') / len(target)\n"
+            "    return G @ W, G.T @ h, G.sum(axis=0)\n"),
+        "missing 1/N": (
+            "def my_linear_ce_grads(h, W, b, target):\n"
+            "    G = celib.cross_entropy_grad(h @ W.T + b, target, reduction='sum')\n"
+            "    return G @ W, G.T @ h, G.sum(axis=0)\n"),
+        "sign error": (
+            "def my_linear_ce_grads(h, W, b, target):\n"
+            "    G = -celib.cross_entropy_grad(h @ W.T + b, target)\n"
+            "    return G @ W, G.T @ h, G.sum(axis=0)\n"),
+        "only two of the three arrays": (
+            "def my_linear_ce_grads(h, W, b, target):\n"
+            "    G = celib.cross_entropy_grad(h @ W.T + b, target)\n"
+            "    return G.T @ h, G.sum(axis=0)\n"),
+        "float32": (
+            "def my_linear_ce_grads(h, W, b, target):\n"
+            "    G = celib.cross_entropy_grad(h @ W.T + b, target).astype(np.float32)\n"
+            "    return G @ W, G.T @ h, G.sum(axis=0)\n"),
+    },
+    "my_chunked_logsumexp": {
+        "no rescaling when the maximum grows": (
+            "def my_chunked_logsumexp(Z, chunk_size):\n"
+            "    N, V = Z.shape\n"
+            "    m = np.full(N, -np.inf); s = np.zeros(N)\n"
+            "    for lo in range(0, V, chunk_size):\n"
+            "        z = Z[:, lo:lo + chunk_size]\n"
+            "        m = np.maximum(m, z.max(axis=1))\n"
+            "        sh = np.where(np.isfinite(m), m, 0.0)\n"
+            "        s = s + np.exp(z - sh[:, None]).sum(axis=1)\n"
+            "    with np.errstate(divide='ignore'):\n"
+            "        return np.where(np.isfinite(m), m, 0.0) + np.log(s)\n"),
+        "a chunk of -inf gives NaN (shift by -inf)": (
+            "def my_chunked_logsumexp(Z, chunk_size):\n"
+            "    N, V = Z.shape\n"
+            "    m = np.full(N, -np.inf); s = np.zeros(N)\n"
+            "    with np.errstate(invalid='ignore', divide='ignore'):\n"
+            "        for lo in range(0, V, chunk_size):\n"
+            "            z = Z[:, lo:lo + chunk_size]\n"
+            "            m_new = np.maximum(m, z.max(axis=1))\n"
+            "            s = s * np.exp(m - m_new) + np.exp(z - m_new[:, None]).sum(axis=1)\n"
+            "            m = m_new\n"
+            "        return m + np.log(s)\n"),
+        "global max instead of per-row": (
+            "def my_chunked_logsumexp(Z, chunk_size):\n"
+            "    m = np.max(Z)\n"
+            "    with np.errstate(divide='ignore'):\n"
+            "        return m + np.log(np.exp(Z - m).sum(axis=1))\n"),
+        "float32": (
+            "def my_chunked_logsumexp(Z, chunk_size):\n"
+            "    return celib.logsumexp(Z, axis=-1).astype(np.float32)\n"),
+    },
+}
+
+WRONG_ANSWERS = {name: next(iter(variants.values()))
+                 for name, variants in MORE_WRONG_ANSWERS.items()}

@@ -10,12 +10,14 @@ maximum m' rescales the sum (Milakov and Gimelshein, 2018):
 Pass 2 reads the row again and writes the gradient p - onehot(y).
 
     from celib.exercises import ch09
-    ch09.check_online_step(online_step)
-    ch09.check_saved_bytes(saved_bytes)
-    ch09.check_two_pass_row(two_pass_row)
+    ch09.check_online_step(my_online_step)
+    ch09.check_saved_bytes(my_saved_bytes)
+    ch09.check_two_pass_row(my_two_pass_row)
 
-Each checker prints that all cases pass or the first failing case, in the
-notebook's language, and returns True or False.
+Each checker prints that all cases pass, the first failing case (naming the
+part that differs) or "not attempted yet", in the notebook's language, and
+returns a :class:`celib.exercises.CheckResult`. ``WRONG_ANSWERS`` and
+``MORE_WRONG_ANSWERS`` hold typical mistakes the checkers reject.
 """
 
 from __future__ import annotations
@@ -23,27 +25,10 @@ from __future__ import annotations
 import numpy as np
 
 from .. import reference
-from ._core import Case, _lang, run_checker
+from ._core import Case, exercise_title, run_checker
 
-__all__ = ["check_online_step", "check_saved_bytes", "check_two_pass_row"]
-
-_COUNT = {
-    "en": "return {k} numbers ({names}), got {actual}",
-    "zh": "請傳回 {k} 個數（{names}），實際傳回 {actual}",
-}
-
-
-def _numbers(result, names, lang=None):
-    """A tuple of scalars as a float64 array of len(names), or TypeError naming what is missing."""
-    try:
-        parts = [float(np.asarray(v, dtype=np.float64)) for v in result]
-    except (TypeError, ValueError):
-        parts = None
-    if parts is None or len(parts) != len(names):
-        raise TypeError(_COUNT[_lang(lang)].format(k=len(names), names=", ".join(names),
-                                                   actual=repr(result)))
-    return np.array(parts)
-
+__all__ = ["check_online_step", "check_saved_bytes", "check_two_pass_row",
+           "WRONG_ANSWERS", "MORE_WRONG_ANSWERS"]
 
 # ---------------------------------------------------------------------------
 # exercise 1: one step of the online log-sum-exp
@@ -69,16 +54,9 @@ def check_online_step(fn, *, lang=None, quiet=False):
 
     Returns
     -------
-    bool
+    CheckResult
+        Truthy only when both numbers match (rtol 1e-12, atol 0; float32 rejected).
     """
-    names = ("m_new", "d_new")
-
-    def learner(m, d, block):
-        return _numbers(fn(m=m, d=d, block=block), names, lang)
-
-    def ref(m, d, block):
-        return _numbers(_online_step(m, d, block), names)
-
     rng = np.random.default_rng(9)
     minf = -np.inf
     cases = [
@@ -100,9 +78,8 @@ def check_online_step(fn, *, lang=None, quiet=False):
              {"en": "logits near 1e4, a masked lane", "zh": "logits 約為 1e4，含一個遮罩位置"},
              rtol=1e-12, atol=0.0),
     ]
-    return run_checker({"en": "one step of the online log-sum-exp",
-                        "zh": "線上 log-sum-exp 的一步"},
-                       learner, ref, cases, lang=lang, quiet=quiet)
+    return run_checker(exercise_title("9.1", "my_online_step"), fn, _online_step, cases,
+                       lang=lang, quiet=quiet, outputs=("m_new", "d_new"))
 
 
 # ---------------------------------------------------------------------------
@@ -124,16 +101,9 @@ def check_saved_bytes(fn, *, lang=None, quiet=False):
 
     Returns
     -------
-    bool
+    CheckResult
+        Truthy only when both counts match exactly (any integer or float dtype).
     """
-    names = ("eager_bytes", "celib_bytes")
-
-    def learner(N, V, bytes_per_element):
-        return _numbers(fn(N=N, V=V, bytes_per_element=bytes_per_element), names, lang)
-
-    def ref(N, V, bytes_per_element):
-        return _numbers(_saved_bytes(N, V, bytes_per_element), names)
-
     def case(N, V, nbytes, label):
         return Case({"N": N, "V": V, "bytes_per_element": nbytes}, label, rtol=0.0, atol=0.0)
 
@@ -146,9 +116,8 @@ def check_saved_bytes(fn, *, lang=None, quiet=False):
         case(1, 50257, 2, {"en": "a single token, float16", "zh": "只有一個 token，float16"}),
         case(0, 128256, 2, {"en": "no tokens", "zh": "沒有 token"}),
     ]
-    return run_checker({"en": "bytes kept for the backward pass",
-                        "zh": "為反向傳播保留的位元組數"},
-                       learner, ref, cases, lang=lang, quiet=quiet)
+    return run_checker(exercise_title("9.2", "my_saved_bytes"), fn, _saved_bytes, cases,
+                       lang=lang, quiet=quiet, outputs=("eager_bytes", "celib_bytes"), exact=True)
 
 
 # ---------------------------------------------------------------------------
@@ -157,7 +126,7 @@ def check_saved_bytes(fn, *, lang=None, quiet=False):
 
 def _two_pass_row(x, y, block_size):
     loss, grad = reference.cross_entropy_and_grad(x[None, :], np.array([y]))
-    return np.concatenate([[float(loss)], grad[0]])
+    return float(loss), grad[0]
 
 
 def check_two_pass_row(fn, *, lang=None, quiet=False):
@@ -170,21 +139,9 @@ def check_two_pass_row(fn, *, lang=None, quiet=False):
 
     Returns
     -------
-    bool
+    CheckResult
+        Truthy only when loss and grad match (rtol 1e-6, atol 1e-9; float32 rejected).
     """
-    def learner(x, y, block_size):
-        result = fn(x=x, y=y, block_size=block_size)
-        try:
-            loss, grad = result
-        except (TypeError, ValueError):
-            raise TypeError(_COUNT[_lang(lang)].format(k=2, names="loss, grad",
-                                                       actual=repr(result))) from None
-        grad = np.asarray(grad, dtype=np.float64)
-        if grad.shape != x.shape:
-            raise ValueError({"en": f"grad should have shape {x.shape}, got shape {grad.shape}",
-                              "zh": f"grad 的形狀應為 {x.shape}，實際為 {grad.shape}"}[_lang(lang)])
-        return np.concatenate([[float(np.asarray(loss))], grad])
-
     rng = np.random.default_rng(90)
     rising = np.linspace(-3.0, 3.0, 11)                 # every block raises the maximum
     minf_first = rng.standard_normal(9)
@@ -205,6 +162,76 @@ def check_two_pass_row(fn, *, lang=None, quiet=False):
         Case({"x": confident, "y": 5, "block_size": 5},
              {"en": "a confident row (p_y near 1)", "zh": "很有把握的一列（p_y 接近 1）"}),
     ]
-    return run_checker({"en": "the two-pass kernel for one row",
-                        "zh": "單列的兩遍式核心"},
-                       learner, _two_pass_row, cases, lang=lang, quiet=quiet)
+    return run_checker(exercise_title("9.3", "my_two_pass_row"), fn, _two_pass_row, cases,
+                       lang=lang, quiet=quiet, outputs=("loss", "grad"))
+
+
+# ---------------------------------------------------------------------------
+# Typical wrong answers each checker must reject (tested in
+# tests/test_exercises_ch09.py; the first is pasted into the stub by
+# tests/test_run_all.py). Each source defines the learner's function.
+# ---------------------------------------------------------------------------
+
+MORE_WRONG_ANSWERS = {
+    "my_online_step": {
+        "no rescaling of d": (
+            "def my_online_step(m, d, block):\n"
+            "    m_new = max(m, block.max())\n"
+            "    shift = m_new if np.isfinite(m_new) else 0.0\n"
+            "    return m_new, d + np.exp(block - shift).sum()\n"),
+        "rescaling with the wrong sign": (
+            "def my_online_step(m, d, block):\n"
+            "    m_new = max(m, block.max())\n"
+            "    so = m if np.isfinite(m) else 0.0; sn = m_new if np.isfinite(m_new) else 0.0\n"
+            "    with np.errstate(over='ignore'):\n"
+            "        kept = 0.0 if d == 0 else d * np.exp(sn - so)\n"
+            "    return m_new, kept + np.exp(block - sn).sum()\n"),
+        "shift by -inf (NaN)": (
+            "def my_online_step(m, d, block):\n"
+            "    m_new = max(m, block.max())\n"
+            "    with np.errstate(invalid='ignore'):\n"
+            "        return m_new, d * np.exp(m - m_new) + np.exp(block - m_new).sum()\n"),
+        "float32": (
+            "def my_online_step(m, d, block):\n"
+            "    m_new = max(m, block.max())\n"
+            "    so = m if np.isfinite(m) else 0.0; sn = m_new if np.isfinite(m_new) else 0.0\n"
+            "    kept = 0.0 if d == 0 else d * np.exp(so - sn)\n"
+            "    return m_new, np.float32(kept + np.exp(block - sn).sum())\n"),
+    },
+    "my_saved_bytes": {
+        "lse in the logits' dtype": (
+            "def my_saved_bytes(N, V, bytes_per_element):\n"
+            "    return N * V * bytes_per_element, N * bytes_per_element\n"),
+        "the two numbers swapped": (
+            "def my_saved_bytes(N, V, bytes_per_element):\n"
+            "    lse = 8 if bytes_per_element == 8 else 4\n"
+            "    return N * lse, N * V * bytes_per_element\n"),
+        "celib keeps the gradient too (N x V)": (
+            "def my_saved_bytes(N, V, bytes_per_element):\n"
+            "    return N * V * bytes_per_element, N * V * bytes_per_element\n"),
+    },
+    "my_two_pass_row": {
+        "gradient sign error (onehot - p)": (
+            "def my_two_pass_row(x, y, block_size):\n"
+            "    loss, g = celib.cross_entropy_and_grad(x[None, :], np.array([y]))\n"
+            "    return float(loss), -g[0]\n"),
+        "loss sign error": (
+            "def my_two_pass_row(x, y, block_size):\n"
+            "    loss, g = celib.cross_entropy_and_grad(x[None, :], np.array([y]))\n"
+            "    return -float(loss), g[0]\n"),
+        "no max shift (overflow)": (
+            "def my_two_pass_row(x, y, block_size):\n"
+            "    with np.errstate(over='ignore', invalid='ignore'):\n"
+            "        e = np.exp(x); s = e.sum()\n"
+            "        g = e / s\n"
+            "    g[y] -= 1.0\n"
+            "    return np.log(s) - x[y], g\n"),
+        "float32": (
+            "def my_two_pass_row(x, y, block_size):\n"
+            "    loss, g = celib.cross_entropy_and_grad(x[None, :], np.array([y]))\n"
+            "    return float(loss), g[0].astype(np.float32)\n"),
+    },
+}
+
+WRONG_ANSWERS = {name: next(iter(variants.values()))
+                 for name, variants in MORE_WRONG_ANSWERS.items()}

@@ -6,6 +6,10 @@ compares it with :mod:`celib.losses`. All losses use reduction='mean'.
 
     from celib.exercises import ch10
     ch10.check_bce_grad(my_bce_grad)
+
+Each checker calls the learner's function positionally and returns a
+:class:`celib.exercises.CheckResult`; ``WRONG_ANSWERS`` and
+``MORE_WRONG_ANSWERS`` hold typical mistakes the checkers reject.
 """
 
 from __future__ import annotations
@@ -13,9 +17,10 @@ from __future__ import annotations
 import numpy as np
 
 from .. import losses, reference
-from ._core import Case, run_checker
+from ._core import Case, exercise_title, run_checker
 
-__all__ = ["check_bce_grad", "check_focal_grad", "check_z_loss_grad", "check_softcap_ce_grad"]
+__all__ = ["check_bce_grad", "check_focal_grad", "check_z_loss_grad", "check_softcap_ce_grad",
+           "WRONG_ANSWERS", "MORE_WRONG_ANSWERS"]
 
 
 def _rng():
@@ -48,15 +53,20 @@ def _bce_cases():
         Case(dict(logits=np.array([-40.0, 40.0, 0.0]), target=np.array([0.0, 1.0, 1.0]),
                   weight=None),
              {"en": "confident logits ±40", "zh": "極有把握的 logits ±40"}),
+        Case(dict(logits=np.array([-800.0, 800.0, 3.0]), target=np.array([1.0, 0.0, 1.0]),
+                  weight=None),
+             {"en": "logits ±800: exp(-x) would overflow", "zh": "logits ±800：exp(-x) 會溢位"}),
     ]
 
 
 def check_bce_grad(fn, *, lang=None, quiet=False):
     """Check ``fn(logits, target, weight)`` = dL/dlogits of the mean BCE with logits.
 
-    Returns True when every case matches :func:`celib.losses.binary_cross_entropy_with_logits_grad`.
+    Returns a CheckResult, truthy only when every case matches
+    :func:`celib.losses.binary_cross_entropy_with_logits_grad` (rtol 1e-6,
+    atol 1e-9; float32 rejected).
     """
-    name = {"en": "gradient of BCE with logits", "zh": "BCE with logits 的梯度"}
+    name = exercise_title("10.1", "my_bce_grad")
     return run_checker(name, fn, _bce_reference, _bce_cases(), lang=lang, quiet=quiet)
 
 
@@ -89,7 +99,7 @@ def _focal_cases():
 
 def check_focal_grad(fn, *, lang=None, quiet=False):
     """Check ``fn(logits, target, gamma)`` = dL/dlogits of the mean softmax focal loss."""
-    name = {"en": "gradient of the focal loss", "zh": "focal loss 的梯度"}
+    name = exercise_title("10.2", "my_focal_grad")
     return run_checker(name, fn, _focal_reference, _focal_cases(), lang=lang, quiet=quiet)
 
 
@@ -117,7 +127,7 @@ def _z_cases():
 
 def check_z_loss_grad(fn, *, lang=None, quiet=False):
     """Check ``fn(logits, coef)`` = dL/dlogits of the mean z-loss ``coef * lse^2``."""
-    name = {"en": "gradient of the z-loss", "zh": "z-loss 的梯度"}
+    name = exercise_title("10.3", "my_z_loss_grad")
     return run_checker(name, fn, _z_reference, _z_cases(), lang=lang, quiet=quiet)
 
 
@@ -148,5 +158,91 @@ def _softcap_cases():
 
 def check_softcap_ce_grad(fn, *, lang=None, quiet=False):
     """Check ``fn(logits, target, cap)`` = d/dlogits of mean cross_entropy(softcap(logits, cap))."""
-    name = {"en": "gradient through soft-capping", "zh": "經過 soft-capping 的梯度"}
+    name = exercise_title("10.4", "my_softcap_ce_grad")
     return run_checker(name, fn, _softcap_reference, _softcap_cases(), lang=lang, quiet=quiet)
+
+
+# ---------------------------------------------------------------------------
+# Typical wrong answers each checker must reject (tested in
+# tests/test_exercises_ch10.py; the first is pasted into the stub by
+# tests/test_run_all.py). Each source defines the learner's function.
+# ---------------------------------------------------------------------------
+
+MORE_WRONG_ANSWERS = {
+    "my_bce_grad": {
+        "missing 1/size (sum)": (
+            "def my_bce_grad(logits, target, weight):\n"
+            "    s = 1 / (1 + np.exp(-np.clip(logits, -500, 500)))\n"
+            "    w = 1.0 if weight is None else weight\n"
+            "    return w * (s - target)\n"),
+        "divides by the number of rows, not of elements": (
+            "def my_bce_grad(logits, target, weight):\n"
+            "    s = 1 / (1 + np.exp(-np.clip(logits, -500, 500)))\n"
+            "    w = 1.0 if weight is None else weight\n"
+            "    return w * (s - target) / len(logits)\n"),
+        "sign error": (
+            "def my_bce_grad(logits, target, weight):\n"
+            "    s = 1 / (1 + np.exp(-np.clip(logits, -500, 500)))\n"
+            "    w = 1.0 if weight is None else weight\n"
+            "    return w * (target - s) / logits.size\n"),
+        "weight ignored": (
+            "def my_bce_grad(logits, target, weight):\n"
+            "    s = 1 / (1 + np.exp(-np.clip(logits, -500, 500)))\n"
+            "    return (s - target) / logits.size\n"),
+        "float32": (
+            "def my_bce_grad(logits, target, weight):\n"
+            "    return celib.losses.binary_cross_entropy_with_logits_grad(\n"
+            "        logits, target, weight=weight).astype(np.float32)\n"),
+    },
+    "my_focal_grad": {
+        "gamma ignored (the cross-entropy gradient)": (
+            "def my_focal_grad(logits, target, gamma):\n"
+            "    return celib.cross_entropy_grad(logits, target)\n"),
+        "missing 1/N": (
+            "def my_focal_grad(logits, target, gamma):\n"
+            "    return celib.losses.focal_loss_grad(logits, target, gamma=gamma) * len(logits)\n"),
+        "sign error": (
+            "def my_focal_grad(logits, target, gamma):\n"
+            "    return -celib.losses.focal_loss_grad(logits, target, gamma=gamma)\n"),
+        "float32": (
+            "def my_focal_grad(logits, target, gamma):\n"
+            "    return celib.losses.focal_loss_grad(logits, target, gamma=gamma).astype(np.float32)\n"),
+    },
+    "my_z_loss_grad": {
+        "missing the factor 2": (
+            "def my_z_loss_grad(logits, coef):\n"
+            "    lse = celib.logsumexp(logits)\n"
+            "    return coef * lse[:, None] * celib.softmax(logits) / len(logits)\n"),
+        "missing 1/N": (
+            "def my_z_loss_grad(logits, coef):\n"
+            "    lse = celib.logsumexp(logits)\n"
+            "    return 2 * coef * lse[:, None] * celib.softmax(logits)\n"),
+        "no max shift in lse (overflow)": (
+            "def my_z_loss_grad(logits, coef):\n"
+            "    with np.errstate(over='ignore', invalid='ignore', divide='ignore'):\n"
+            "        lse = np.log(np.exp(logits).sum(axis=1))\n"
+            "        return 2 * coef * lse[:, None] * celib.softmax(logits) / len(logits)\n"),
+        "float32": (
+            "def my_z_loss_grad(logits, coef):\n"
+            "    return celib.losses.z_loss_grad(logits, coef=coef).astype(np.float32)\n"),
+    },
+    "my_softcap_ce_grad": {
+        "chain-rule factor forgotten": (
+            "def my_softcap_ce_grad(logits, target, cap):\n"
+            "    return celib.cross_entropy_grad(cap * np.tanh(logits / cap), target)\n"),
+        "gradient of the raw logits": (
+            "def my_softcap_ce_grad(logits, target, cap):\n"
+            "    return celib.cross_entropy_grad(logits, target)\n"),
+        "factor 1 - tanh (not squared)": (
+            "def my_softcap_ce_grad(logits, target, cap):\n"
+            "    t = np.tanh(logits / cap)\n"
+            "    return celib.cross_entropy_grad(cap * t, target) * (1 - t)\n"),
+        "float32": (
+            "def my_softcap_ce_grad(logits, target, cap):\n"
+            "    t = np.tanh(logits / cap)\n"
+            "    return (celib.cross_entropy_grad(cap * t, target) * (1 - t**2)).astype(np.float32)\n"),
+    },
+}
+
+WRONG_ANSWERS = {name: next(iter(variants.values()))
+                 for name, variants in MORE_WRONG_ANSWERS.items()}
