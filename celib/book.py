@@ -88,6 +88,40 @@ def glue(name, value):
     myst_glue(name, value, display=False)
 
 
+_SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def sci(value, digits=1):
+    """A number in scientific notation for the prose: ``sci(4.8e-06)`` is ``'4.8 × 10⁻⁶'``.
+
+    Glue the result (``glue("key", sci(x))``) where the prose would write
+    :math:`4.8 \\times 10^{-6}`; a glued value cannot sit inside ``$...$``.
+
+    Parameters
+    ----------
+    value : float
+        A finite real number.
+    digits : int, default 1
+        Digits after the decimal point of the mantissa.
+
+    Returns
+    -------
+    str
+        ``'<mantissa> × 10<exponent in superscript digits>'``; ``'0'`` for zero.
+
+    Raises
+    ------
+    ValueError
+        If ``value`` is not finite.
+    """
+    value = float(value)
+    if not np.isfinite(value):
+        raise ValueError(f"sci: value must be finite, got {value!r}")
+    if value == 0:
+        return "0"
+    mantissa, exponent = f"{value:.{digits}e}".split("e")
+    return f"{mantissa} × 10{str(int(exponent)).translate(_SUPERSCRIPT)}"
+
 def device():
     """'cuda' where a GPU is present, else 'cpu' (outputs must not depend on it)."""
     try:

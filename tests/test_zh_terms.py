@@ -149,3 +149,71 @@ def test_glossary_taiwan_column_is_traditional():
 def test_zh_page_uses_taiwan_terms(label, text):
     problems = problems_in(text, mainland_terms())
     assert not problems, f"{label}:\n  " + "\n  ".join(problems)
+
+
+# --- One term per concept (the glossary settles it; zh-style.md's terms table) ---------------
+#
+# The Chinese edition once used two words for one concept in different chapters. Each entry:
+# the non-preferred variant (a regular expression), the preferred term, and what it means. The
+# search covers markdown and code cells (comments, figure labels) of every chapters/zh/*.ipynb
+# and every chapters/zh/*.md except the glossary, which lists the variants on purpose.
+# 欄 is the column of a table and stays; only a *matrix* column written 欄 is flagged: 第 $k$ 欄
+# (a column indexed by a math symbol is never a table's) and 矩陣…欄 within one clause.
+
+NON_PREFERRED = [
+    (re.compile(r"^#{1,6}\s*(?:\d+(?:\.\d+)*\s*)?(?:本章小結|本章重點|小結|本章摘要|摘要|總結)\s*$", re.M),
+     "重點整理", "the summary heading (## N.k 重點整理)"),
+    (re.compile(r"檢查程式"), "檢查器", "checker of an exercise"),
+    (re.compile(r"遮罩"), "遮蔽", "masked (class), mask"),
+    (re.compile(r"原地"), "就地", "in-place"),
+    (re.compile(r"尖峰"), "峰值", "peak (memory)"),
+    (re.compile(r"傳回"), "回傳", "return (a value)"),
+    (re.compile(r"丟出"), "拋出", "raise (an error)"),
+    (re.compile(r"第\s*\$[^$\n]+\$\s*欄|矩陣[^。，；：\n]{0,12}欄"), "行", "column of a matrix (欄 is a table's)"),
+    (re.compile(r"小批次（micro-batch）|micro-batch）?[^。\n]{0,3}小批次"), "微批次（micro-batch）", "micro-batch"),
+    (re.compile(r"區塊（chunk）"), "分塊（chunk）", "chunk (of rows or of the vocabulary); 區塊 is Triton's BLOCK"),
+]
+
+
+def zh_texts_with_code():
+    """(label, text) for every markdown and code cell and every .md page of the zh edition."""
+    for path in sorted(ZH.glob("*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        for i, cell in enumerate(nb.cells, start=1):
+            if cell.cell_type in ("markdown", "code"):
+                yield f"{path.relative_to(ROOT)} (cell {i})", cell.source
+    for path in sorted(ZH.glob("*.md")):
+        if path != GLOSSARY:
+            yield str(path.relative_to(ROOT)), path.read_text(encoding="utf-8")
+
+
+def variant_problems(text):
+    found = []
+    for pattern, preferred, meaning in NON_PREFERRED:
+        for m in pattern.finditer(text):
+            context = text[max(0, m.start() - 10): m.end() + 10].replace("\n", " ")
+            found.append(f"{m.group(0).strip()!r} for {meaning}: use {preferred!r} in '…{context}…'")
+    return found
+
+
+def test_variant_detector_catches_and_spares():
+    bad = ("## 5.7 小結\n請用檢查程式。被遮罩的類別，原地寫入，記憶體尖峰，傳回 NaN，丟出錯誤，"
+           "$W$ 的第 $c$ 欄，小批次（micro-batch），區塊（chunk）")
+    assert len(variant_problems(bad)) == 10
+    good = ("## 5.7 重點整理\n用檢查器。被遮蔽的類別，就地寫入，記憶體峰值，回傳 NaN，拋出錯誤，"
+            "$W$ 的第 $c$ 行，表格的第 2 欄，微批次（micro-batch），分塊（chunk），區塊（block）")
+    assert variant_problems(good) == []
+
+
+def test_glossary_settles_the_preferred_terms():
+    taiwan = " ".join(tw for _, tw, _ in glossary_rows())
+    for term in ("重點整理", "檢查器", "遮蔽", "就地", "峰值", "回傳", "拋出", "微批次（micro-batch）",
+                 "分塊（chunk）", "區塊（block）"):
+        assert term in taiwan, term
+
+
+@pytest.mark.parametrize("label,text", [pytest.param(l, t, id=l) for l, t in zh_texts_with_code()]
+                         or [pytest.param("(no zh pages yet)", "", id="none")])
+def test_zh_page_uses_one_term_per_concept(label, text):
+    problems = variant_problems(text)
+    assert not problems, f"{label}:\n  " + "\n  ".join(problems)
