@@ -262,6 +262,8 @@ def _cross_entropy_kernel(
 def _split_stats_kernel(
     X, stride_x, Y, W,
     PART,                   # float32 (5, M, NCH): max, sum exp, sum exp without y, smoothing, sum w
+    XY,                     # float32 (M,): x_y, kept for the loss (in place, the grad kernel
+                            # may overwrite x_y before the row's loss is formed)
     M, NCH, C, ignore_index,
     BLOCK: tl.constexpr, HAS_WEIGHT: tl.constexpr, HAS_SMOOTHING: tl.constexpr,
 ):
@@ -283,6 +285,8 @@ def _split_stats_kernel(
         tl.store(at, m)
         tl.store(at + plane, tl.sum(e, axis=0))
         tl.store(at + 2 * plane, tl.sum(tl.where(cols == y, 0.0, e), axis=0))
+        if (y >= chunk * BLOCK) & (y < chunk * BLOCK + BLOCK):
+            tl.store(XY + row, tl.sum(tl.where(cols == y, x, 0.0), axis=0))
         if HAS_SMOOTHING:
             # sum_{w_c != 0} w_c (shift_k - x_c) and sum_{w_c != 0} w_c: the row's
             # sum_c w_c (lse - x_c) is then sum_k (lse - shift_k) W_k + S_k, with no
@@ -298,7 +302,7 @@ def _split_stats_kernel(
 
 @triton.jit
 def _split_grad_kernel(
-    X, stride_x, Y, W, SUM_W, SCALE, PART, LOSS, LSE, G, stride_g,
+    X, stride_x, Y, W, SUM_W, SCALE, PART, XY, LOSS, LSE, G, stride_g,
     M, NCH, C, ignore_index, eps,
     BLOCK: tl.constexpr, NCH_P2: tl.constexpr,
     HAS_WEIGHT: tl.constexpr, HAS_SMOOTHING: tl.constexpr, HAS_GRAD: tl.constexpr,
@@ -337,7 +341,7 @@ def _split_grad_kernel(
         inv_d = tl.where(no_softmax, float("nan"), 1.0 / d)
         alpha, beta, A, a_y = _coefficients(W, SUM_W, y, C, eps, HAS_WEIGHT, HAS_SMOOTHING)
         if chunk == 0:
-            x_y = tl.load(X + row * stride_x + y).to(tl.float32)
+            x_y = tl.load(XY + row)
             loss = tl.where(alpha != 0.0, alpha * ((shift - x_y) + log_d), 0.0)
             if HAS_SMOOTHING:
                 ps = tl.load(at + 3 * plane, mask=kmask, other=0.0)
@@ -591,12 +595,13 @@ def cross_entropy_forward(x, y, weight, ignore_index, label_smoothing, scale, gr
     if cfg.mode == "split" and C > 0:
         nch = triton.cdiv(C, cfg.block)
         part = torch.empty((5, M, nch), dtype=torch.float32, device=x.device)
+        x_y = torch.empty(M, dtype=torch.float32, device=x.device)
         _split_stats_kernel[(M * nch,)](
-            x, x.stride(0), y, w, part, M, nch, C, ignore_index,
+            x, x.stride(0), y, w, part, x_y, M, nch, C, ignore_index,
             BLOCK=cfg.block, HAS_WEIGHT=has_weight, HAS_SMOOTHING=smoothing,
             **_launch_options(cfg))
         _split_grad_kernel[(M * nch,)](
-            x, x.stride(0), y, w, sum_w, scale, part, loss, lse, g, g.stride(0),
+            x, x.stride(0), y, w, sum_w, scale, part, x_y, loss, lse, g, g.stride(0),
             M, nch, C, ignore_index, eps,
             BLOCK=cfg.block, NCH_P2=triton.next_power_of_2(nch), HAS_WEIGHT=has_weight,
             HAS_SMOOTHING=smoothing, HAS_GRAD=grad_out is not None, **_launch_options(cfg))
