@@ -55,7 +55,7 @@ import triton
 import triton.language as tl
 
 __all__ = ["cross_entropy_triton", "cross_entropy_forward", "KernelConfig", "choose_config",
-           "TUNED"]
+           "rule_config", "tune", "TUNED"]
 
 
 # ---------------------------------------------------------------------------------------
@@ -228,7 +228,10 @@ def _cross_entropy_kernel(
                     smooth = tl.sum(tl.where(w != 0.0, w * ((shift - x) + log_d), 0.0), axis=0)
                     loss += tl.where(beta != 0.0, beta * smooth, 0.0)
                 if HAS_GRAD:
-                    g = _gradient(e * inv_d, w, cols, y, s, A, beta, g_y, HAS_SMOOTHING)
+                    # exp again rather than keeping e alive beside x: registers, not memory,
+                    # bound a block of 16384-32768 classes
+                    p = tl.exp(x - shift) * inv_d
+                    g = _gradient(p, w, cols, y, s, A, beta, g_y, HAS_SMOOTHING)
                     _store(g_row + cols, g.to(G.dtype.element_ty), mask, EVICT)
             elif HAS_GRAD or HAS_SMOOTHING:
                 smooth = 0.0
@@ -479,11 +482,12 @@ def rule_config(M, C, element_size, sms, interpret=False):
     return KernelConfig(mode="rows", block=8192, num_warps=16)
 
 
-def choose_config(M, C, dtype, device):
+def choose_config(M, C, dtype, device, inplace=False):
     """The launch configuration for rows (M, C) of ``dtype`` on ``device``.
 
-    Order: a forced configuration (tests, tuning), :data:`TUNED`, the runtime autotuner
-    (``CELIB_TRITON_AUTOTUNE=1``, GPU only), the rule of :func:`rule_config`.
+    Order: a forced configuration (tests, tuning), :data:`TUNED` (keys (mode, C, dtype
+    name, inplace)), the runtime autotuner (``CELIB_TRITON_AUTOTUNE=1``, GPU only), the
+    rule of :func:`rule_config`.
     """
     if _override is not None:
         return _override
@@ -495,64 +499,90 @@ def choose_config(M, C, dtype, device):
     sms = _multiprocessors(device.index if device.index is not None
                            else torch.cuda.current_device())
     base = rule_config(M, C, element_size, sms)
-    tuned = TUNED.get((base.mode, C, str(dtype).replace("torch.", "")))
+    tuned = TUNED.get((base.mode, C, str(dtype).replace("torch.", ""), bool(inplace)))
     if tuned is not None:
         return tuned
     if os.environ.get("CELIB_TRITON_AUTOTUNE") == "1":
-        return _autotune(base, M, C, dtype, device, sms)
+        return _autotune(M, C, dtype, device, sms, bool(inplace))
     return base
 
 
-def candidate_configs(base, C, element_size, sms):
-    """The configurations the autotuner and tune_gpu_kernel.py try for one (mode, C, dtype)."""
-    out = []
-    if base.mode == "split":
-        for block in (2048, 4096, 8192, 16384):
-            if C >= 2 * block:
-                for warps in (4, 8, 16):
-                    out.append(KernelConfig(mode="split", block=block, num_warps=warps))
-        return out
+def _stage_candidates(stage, base, C, element_size, sms, blocks):
+    """The configurations of one stage of :func:`tune` around ``base``."""
     whole = triton.next_power_of_2(max(C, 1))
-    if whole <= 65536 // element_size * 2:       # single block: 32768 (16-bit), 16384 (fp32)
-        for warps in (8, 16, 32):
-            for stages in (None, 1):
-                out.append(KernelConfig(mode="rows", block=whole, num_warps=warps,
-                                        num_stages=stages))
-    for block in (4096, 8192, 16384, 32768):
-        if block >= whole:
-            continue
-        for warps in (8, 16, 32):
-            for programs in (0, sms, 2 * sms, 4 * sms):
-                for evict in (False, True):
-                    out.append(KernelConfig(mode="rows", block=block, num_warps=warps,
-                                            programs=programs, evict=evict))
-    return out
+    R = dataclasses.replace
+    if base.mode == "split":
+        if stage != 0:
+            return []
+        return [KernelConfig(mode="split", block=b, num_warps=w)
+                for b in blocks if C >= 2 * b for w in (4, 8, 16)]
+    if stage == 0:       # block x warps (a single block when the row fits one)
+        sizes = [b for b in blocks if b < whole]
+        if whole <= max(blocks) and whole * element_size <= 65536:
+            sizes.append(whole)
+        return [KernelConfig(mode="rows", block=b, num_warps=w) for b in sizes
+                for w in (4, 8, 16, 32) if b // (32 * w) >= 1 and w >= b // 4096]
+    if stage == 1:       # rows in flight (persistent grid) x L2 hints
+        return [R(base, programs=p, evict=e) for p in (0, sms, 2 * sms, 4 * sms, 8 * sms)
+                for e in (False, True) if (p, e) != (base.programs, base.evict)]
+    if stage == 2:       # software pipelining
+        return [R(base, num_stages=n) for n in (1, 2, 3) if n != base.num_stages]
+    return []
 
 
-def _autotune(base, M, C, dtype, device, sms):
-    """Time the candidates on scratch tensors (never the caller's) once per key; keep the best."""
+def tune(x, y, *, inplace=False, sms=None, timer=None, blocks=(4096, 8192, 16384, 32768),
+         log=None):
+    """Search launch configurations for rows ``x`` (M, C) and class indices ``y`` (M,).
+
+    Three stages, each keeping the best so far: BLOCK x num_warps; then the rows in
+    flight (``programs``) x L2 hints; then num_stages (the split mode has only the first).
+    ``x`` is overwritten with gradients when ``inplace`` (pass scratch tensors, never a
+    caller's). ``timer(fn)`` returns milliseconds (default ``triton.testing.do_bench``).
+    Returns (best KernelConfig, [(KernelConfig, ms or error string), ...]).
+    """
+    M, C = x.shape
+    if sms is None:
+        sms = _multiprocessors(x.device.index if x.device.index is not None
+                               else torch.cuda.current_device())
+    if timer is None:
+        from triton.testing import do_bench
+
+        def timer(fn):
+            return do_bench(fn, warmup=5, rep=20)
+    g = x if inplace else torch.empty_like(x)
+    scale = torch.ones((), dtype=torch.float32, device=x.device)
+    base = rule_config(M, C, x.element_size(), sms, interpret=_interpreting())
+    trials = []
+    best, best_ms = None, float("inf")
+    for stage in range(3):
+        around = best if best is not None else base
+        for cfg in _stage_candidates(stage, around, C, x.element_size(), sms, blocks):
+            try:
+                ms = timer(lambda cfg=cfg: cross_entropy_forward(x, y, None, -100, 0.0, scale,
+                                                                 g, config=cfg))
+            except Exception as e:  # noqa: BLE001 (one that does not compile or fit: skip it)
+                trials.append((cfg, f"{type(e).__name__}: {str(e)[:120]}"))
+                continue
+            trials.append((cfg, ms))
+            if log is not None:
+                log(f"    {cfg}: {ms:.3f} ms")
+            if ms < best_ms:
+                best, best_ms = cfg, ms
+    return (best if best is not None else base), trials
+
+
+def _autotune(M, C, dtype, device, sms, inplace):
+    """tune() once per (C, dtype, rows bucket, in place) on scratch tensors (never the caller's)."""
     bucket = 1 << max(0, min(M, 16384) - 1).bit_length()
-    key = (base.mode, C, str(dtype), bucket, device.index)
-    if key in _autotuned:
-        return _autotuned[key]
-    from triton.testing import do_bench
-    rows = min(bucket, M)
-    gen = torch.Generator(device=device).manual_seed(0)
-    x = torch.randn(rows, C, device=device, dtype=torch.float32, generator=gen).to(dtype)
-    y = torch.randint(0, C, (rows,), device=device, generator=gen)
-    g = torch.empty_like(x)
-    scale = torch.ones((), device=device)
-    best, best_ms = base, float("inf")
-    for cfg in candidate_configs(base, C, x.element_size(), sms):
-        try:
-            ms = do_bench(lambda: cross_entropy_forward(x, y, None, -100, 0.0, scale, g,
-                                                        config=cfg), warmup=5, rep=20)
-        except Exception:  # noqa: BLE001 (a configuration that does not compile: skip it)
-            continue
-        if ms < best_ms:
-            best, best_ms = cfg, ms
-    _autotuned[key] = best
-    return best
+    key = (C, str(dtype), bucket, inplace, device.index)
+    if key not in _autotuned:
+        gen = torch.Generator(device=device).manual_seed(0)
+        rows = min(bucket, M)
+        x = torch.randn(rows, C, device=device, generator=gen).to(dtype)
+        y = torch.randint(0, C, (rows,), device=device, generator=gen)
+        _autotuned[key] = tune(x, y, inplace=inplace, sms=sms)[0]
+        del x, y
+    return _autotuned[key]
 
 
 # ---------------------------------------------------------------------------------------
@@ -590,7 +620,9 @@ def cross_entropy_forward(x, y, weight, ignore_index, label_smoothing, scale, gr
     else:
         sum_w = loss                                                    # unused
     g = grad_out if grad_out is not None else x
-    cfg = config if config is not None else choose_config(M, C, x.dtype, x.device)
+    if config is None:
+        config = choose_config(M, C, x.dtype, x.device, inplace=grad_out is x)
+    cfg = config
     eps = float(label_smoothing)
     if cfg.mode == "split" and C > 0:
         nch = triton.cdiv(C, cfg.block)

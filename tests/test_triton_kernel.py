@@ -375,8 +375,34 @@ def test_rule_chooses_split_for_few_rows_and_rows_otherwise():
     assert rule(64, 1000, 2, 132).mode == "rows"                 # few rows, small vocabulary
     # the interpreter's rule (4 multiprocessors): C = 65553 over 3 rows is split
     assert rule(3, 65553, 4, 4, interpret=True).mode == "split"
-    cands = triton_kernels.candidate_configs(big, 128256, 2, 132)
-    assert any(c.programs and c.evict for c in cands) and len(set(cands)) == len(cands)
+
+
+def test_tune_searches_three_stages_on_scratch_tensors():
+    """tune() with a stand-in timer: every stage's configurations run (in place too) and
+    the one with the least time wins; then the winner gives the right answer."""
+    x, y = _problem(4, 600, torch.float32, seed=20, ignored=(2,))
+    fake = iter(range(1000, 0, -1))                 # each trial faster than the last
+
+    def timer(fn):
+        fn()
+        return float(next(fake))
+    for inplace in (False, True):
+        best, trials = triton_kernels.tune(x.clone(), y, inplace=inplace, sms=2, timer=timer,
+                                           blocks=(128, 256))
+        tried = [c for c, ms in trials if not isinstance(ms, str)]
+        assert best == tried[-1] and len(set(tried)) == len(tried)
+        assert {c.block for c in tried} == {128, 256}
+        assert any(c.programs for c in tried) and any(c.evict for c in tried)
+        assert any(c.num_stages for c in tried)
+    x2, y2 = _problem(2, 40000, torch.float32, seed=21, ignored=())
+    best, trials = triton_kernels.tune(x2, y2, sms=4, timer=timer, blocks=(8192,))
+    assert best.mode == "split" and len(trials) == 3
+    monkey = pytest.MonkeyPatch()
+    try:
+        monkey.setattr(triton_kernels, "_override", best)
+        _check_against_torch_backend_and_reference(x2, y2, reduction="sum")
+    finally:
+        monkey.undo()
 
 
 def test_backward_scaling_skips_ones_and_reads_expanded_gradients():
@@ -404,6 +430,65 @@ def test_mean_denominator_kernel():
     assert float(denom) == 4.0 and float(inv) == 0.25
     denom, inv = triton_kernels.mean_denominator(torch.full((3,), -100, device=DEVICE), w, -100)
     assert float(denom) == 0.0 and np.isnan(float(inv))
+
+
+_COMPILE_SCRIPT = r"""
+import sys
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+from celib import triton_kernels as tk
+
+def sig(names, types):
+    return dict(zip(names, types))
+
+def compile_(fn, types, constexprs, **opts):
+    names = list(fn.arg_names)
+    full = {n: ("constexpr" if n in constexprs else types[n]) for n in names}
+    triton.compile(ASTSource(fn=fn, signature=full, constexprs=constexprs),
+                   target=GPUTarget("cuda", 90, 32), options=opts)
+
+bf, f32 = "*bf16", "*fp32"
+rows = dict(X=bf, stride_x="i64", Y="*i64", W=f32, SUM_W=f32, SCALE=f32, LOSS=f32, LSE=f32,
+            G=bf, stride_g="i64", M="i32", C="i32", ignore_index="i64", eps="fp32")
+flags = dict(HAS_WEIGHT=True, HAS_SMOOTHING=True, HAS_GRAD=True)
+for single, evict in ((True, False), (False, True), (False, False)):
+    compile_(tk._cross_entropy_kernel, rows,
+             dict(BLOCK=8192, SINGLE=single, EVICT=evict, **flags), num_warps=16)
+compile_(tk._cross_entropy_kernel, dict(rows, X=f32, G=f32),
+         dict(BLOCK=4096, SINGLE=False, EVICT=False, HAS_WEIGHT=False, HAS_SMOOTHING=False,
+              HAS_GRAD=True), num_warps=8, num_stages=1)
+stats = dict(X=bf, stride_x="i64", Y="*i64", W=f32, PART=f32, XY=f32, M="i32", NCH="i32",
+             C="i32", ignore_index="i64")
+compile_(tk._split_stats_kernel, stats, dict(BLOCK=8192, HAS_WEIGHT=True, HAS_SMOOTHING=True),
+         num_warps=8)
+grad = dict(stats, SUM_W=f32, SCALE=f32, LOSS=f32, LSE=f32, G=bf, stride_g="i64", eps="fp32")
+compile_(tk._split_grad_kernel, grad, dict(BLOCK=8192, NCH_P2=32, **flags), num_warps=8)
+compile_(tk._scale_rows_kernel, dict(G=bf, stride_g="i64", GO=bf, stride_go="i64", C="i32",
+                                     CHUNK="i32"), dict(BLOCK=4096), num_warps=8)
+compile_(tk._mean_scale_kernel, dict(Y="*i64", W=f32, M="i32", ignore_index="i64", OUT=f32),
+         dict(BLOCK_M=4096, HAS_WEIGHT=True), num_warps=4)
+print("compiled for sm_90")
+"""
+
+
+@pytest.mark.skipif(not INTERPRETED, reason="on a GPU every test compiles the kernels anyway")
+def test_kernels_compile_for_an_h100_without_one():
+    """The interpreter runs the kernels as NumPy; this compiles them to sm_90 code (Triton's
+    own ptxas, no GPU needed) in a process without TRITON_INTERPRET, so that a typing error
+    of the compiled path shows up on a CPU machine too."""
+    import subprocess
+    from pathlib import Path
+    import triton.backends.nvidia as nvidia
+    if not (Path(nvidia.__file__).parent / "bin" / "ptxas").exists():
+        pytest.skip("this triton has no bundled ptxas")
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1]) + os.pathsep + env.get(
+        "PYTHONPATH", "")
+    env.setdefault("TRITON_DEFAULT_FP_FUSION", "1")
+    done = subprocess.run([sys.executable, "-c", _COMPILE_SCRIPT], env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0 and "compiled for sm_90" in done.stdout, done.stderr[-3000:]
 
 
 # ---------------------------------------------------------------------------
