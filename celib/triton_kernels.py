@@ -491,11 +491,9 @@ def choose_config(M, C, dtype, device, inplace=False):
     """
     if _override is not None:
         return _override
-    interpret = _interpreting()
-    if interpret or device.type != "cuda":
-        return rule_config(M, C, torch.empty((), dtype=dtype).element_size(), _INTERPRET_SMS,
-                           interpret=True)
-    element_size = torch.empty((), dtype=dtype).element_size()
+    element_size = dtype.itemsize
+    if _interpreting() or device.type != "cuda":
+        return rule_config(M, C, element_size, _INTERPRET_SMS, interpret=True)
     sms = _multiprocessors(device.index if device.index is not None
                            else torch.cuda.current_device())
     base = rule_config(M, C, element_size, sms)
