@@ -199,7 +199,7 @@ def _cross_entropy_kernel(
                     m = m_new
                 shift = _finite_or_zero(m)
 
-            # ---- the row's softmax and the true class's terms --------------------------
+            # ---- the effective target's coefficients (above) and the row's softmax ------
             # A row holding +inf has no softmax: NaN log-probabilities and gradient (the
             # reference's and torch's), not the +inf and 0 that log d = inf would give.
             # Nor has a row holding NaN (d is NaN) or only -inf (d = 0): their loss is NaN
@@ -253,7 +253,8 @@ def _cross_entropy_kernel(
                 if HAS_SMOOTHING:
                     loss += tl.where(beta != 0.0, beta * smooth, 0.0)
 
-            tl.store(LOSS + row, tl.where(has_softmax, loss, float("nan")))
+            loss = tl.where(has_softmax, loss, float("nan"))
+            tl.store(LOSS + row, loss)
             tl.store(LSE + row, lse)
 
 
