@@ -224,8 +224,10 @@ def _cross_entropy_kernel(
                 else:
                     w = tl.where(mask, 1.0, 0.0)
                 if HAS_SMOOTHING:
-                    # sum_c w_c (lse - x_c) over classes with w_c != 0
-                    smooth = tl.sum(tl.where(w != 0.0, w * ((shift - x) + log_d), 0.0), axis=0)
+                    # sum_c w_c (lse - x_c) over classes with w_c != 0 (masked lanes read as
+                    # shift, not -inf: 0 * inf would be NaN before tl.where drops it)
+                    xs = tl.where(mask, x, shift)
+                    smooth = tl.sum(tl.where(w != 0.0, w * ((shift - xs) + log_d), 0.0), axis=0)
                     loss += tl.where(beta != 0.0, beta * smooth, 0.0)
                 if HAS_GRAD:
                     # exp again rather than keeping e alive beside x: registers, not memory,
@@ -300,7 +302,8 @@ def _split_stats_kernel(
             else:
                 w = tl.where(mask, 1.0, 0.0)
             nz = w != 0.0
-            tl.store(at + 3 * plane, tl.sum(tl.where(nz, w * (shift - x), 0.0), axis=0))
+            xs = tl.where(mask, x, shift)            # masked lanes: no 0 * inf
+            tl.store(at + 3 * plane, tl.sum(tl.where(nz, w * (shift - xs), 0.0), axis=0))
             tl.store(at + 4 * plane, tl.sum(tl.where(nz, w, 0.0), axis=0))
 
 

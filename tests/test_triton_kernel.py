@@ -246,27 +246,28 @@ def test_probability_targets_fall_back_to_torch():
 # ---------------------------------------------------------------------------
 
 KernelConfig = triton_kernels.KernelConfig
+# C = 100 classes under the interpreter, 1000 on a GPU (blocks of at least 128 there)
+CM = 100 if INTERPRETED else 1000
+_B = 1 if INTERPRETED else 8
 CONFIGS = {
-    "rows-single": KernelConfig(mode="rows", block=128, num_warps=4),
-    "rows-blocks": KernelConfig(mode="rows", block=16, num_warps=4),
-    "rows-persistent": KernelConfig(mode="rows", block=32, num_warps=4, programs=3, evict=True),
-    "split": KernelConfig(mode="split", block=16, num_warps=4),   # C = 100: 7 chunks
+    "rows-single": KernelConfig(mode="rows", block=128 * _B, num_warps=4),
+    "rows-blocks": KernelConfig(mode="rows", block=16 * _B, num_warps=4),
+    "rows-persistent": KernelConfig(mode="rows", block=32 * _B, num_warps=4, programs=3,
+                                    evict=True),
+    "split": KernelConfig(mode="split", block=16 * _B, num_warps=4),   # 7 or 8 chunks
 }
 
 
 @pytest.fixture(params=list(CONFIGS))
 def config(request, monkeypatch):
     cfg = CONFIGS[request.param]
-    if DEVICE == "cuda":      # on a GPU, the same shapes with blocks of at least 128 classes
-        cfg = KernelConfig(mode=cfg.mode, block=max(cfg.block, 128) if cfg.mode == "rows"
-                           else 128, num_warps=4, programs=cfg.programs, evict=cfg.evict)
     monkeypatch.setattr(triton_kernels, "_override", cfg)
     return cfg
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_launch_modes_weight_smoothing_ignored_none(config, dtype):
-    C = 100 if INTERPRETED else 1000
+    C = CM
     x, y = _problem(7, C, dtype, seed=12, ignored=(1, 5))
     gen = torch.Generator().manual_seed(13)
     w = (torch.rand(C, generator=gen) * 2).to(DEVICE)
@@ -278,15 +279,15 @@ def test_launch_modes_weight_smoothing_ignored_none(config, dtype):
 
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
 def test_launch_modes_plain(config, reduction):
-    x, y = _problem(5, 100, torch.float32, seed=14)
+    x, y = _problem(5, CM, torch.float32, seed=14)
     _check_against_torch_backend_and_reference(x, y, reduction=reduction)
 
 
 def test_launch_modes_in_place(config):
     """In place, each mode reads every logit it needs (x_y included) before overwriting it."""
-    x, y = _problem(5, 100, torch.float32, seed=15, ignored=(2,))
-    y[0], y[3] = 99, 0                # targets in the last and the first chunk
-    w = torch.rand(100, generator=torch.Generator().manual_seed(16)).to(DEVICE) + 0.5
+    x, y = _problem(5, CM, torch.float32, seed=15, ignored=(2,))
+    y[0], y[3] = CM - 1, 0            # targets in the last and the first chunk
+    w = torch.rand(CM, generator=torch.Generator().manual_seed(16)).to(DEVICE) + 0.5
     for kw in (dict(), dict(weight=w, label_smoothing=0.2)):
         loss_d, grad_d = _run(x, y, "torch", **kw)
         base = x.clone().requires_grad_()
@@ -301,7 +302,7 @@ def test_launch_modes_in_place(config):
 @pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
 def test_launch_modes_non_finite_rows(config):
     """NaN, +inf, only -inf, -inf at the target, each with a target of weight 0 or not."""
-    C = 100
+    C = CM
     x, y = _problem(10, C, torch.float32, seed=17, ignored=())
     x = x.cpu()
     x[0, 40] = np.nan
@@ -339,13 +340,13 @@ def _rounding_step(value, dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_confident_rows_margins_20_to_80_rounded_once(config, dtype):
-    """Chapter 5's confident rows: C = 100 classes at 0 and the target at the margin. The
+    """Chapter 5's confident rows: C = 100 (1000 on a GPU) classes at 0, the target at a margin. The
     true-class gradient -(C - 1) e^-margin / (1 + (C - 1) e^-margin) must come out within
     one rounding step of the dtype (formed in float32, rounded once), not 0 by cancellation."""
-    C = 100
+    C = CM
     margins = [20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0]
     x = torch.zeros(len(margins), C)
-    y = torch.tensor([0, 17, 33, 50, 67, 84, 99])
+    y = torch.tensor([0, C // 6, C // 3, C // 2, 2 * C // 3, 5 * C // 6, C - 1])
     x[torch.arange(len(margins)), y] = torch.tensor(margins)
     loss, grad = _run(x.to(dtype).to(DEVICE), y.to(DEVICE), "triton", reduction="sum")
     for n, margin in enumerate(margins):
