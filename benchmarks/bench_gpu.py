@@ -387,7 +387,7 @@ def bench_tuning(record, N, V, dtype, runs):
         if DRY:
             calls = iter(range(10000, 0, -1))
 
-            def timer(fn):
+            def timer(fn, calls=calls):
                 fn()
                 return float(next(calls))
             best, trials = triton_kernels.tune(x, y, inplace=inplace, sms=4, timer=timer,
@@ -496,8 +496,8 @@ def main():
     for dtype in (bf16, torch.float32):
         NF, VF = (2, 40000) if DRY else (256, 262144)
         step(f"few rows N={NF} V={VF} {dname(dtype)}",
-             lambda dtype=dtype: bench_case(record, "few_rows", NF, VF, dtype, runs,
-                                            ("celib", "compiled", "copy")))
+             lambda dtype=dtype, NF=NF, VF=VF: bench_case(record, "few_rows", NF, VF, dtype,
+                                                          runs, ("celib", "compiled", "copy")))
     if not DRY:
         from celib import triton_kernels
         rows_cfg = triton_kernels.rule_config(4096, 262144, 2, record["sms"])

@@ -112,7 +112,6 @@ def main():
         print(f"best ({key}): {best}", flush=True)
         del scratch
 
-    loss = torch.empty(N, device=DEVICE, dtype=torch.float32)
     scale = torch.full((), 1.0 / N, device=DEVICE, dtype=torch.float32)
 
     def kernel(g, cfg, xs=x, grad=True):
