@@ -375,7 +375,7 @@ def targets(record):
 # tuning and linear cross-entropy
 # ---------------------------------------------------------------------------------------
 
-def bench_tuning(record, N, V, dtype, runs):
+def bench_tuning(record, N, V, dtype, runs, deadline=None):
     """tune() at the required shape (default buffer and in place); returns the two configs."""
     from celib import triton_kernels
     out = {}
@@ -393,7 +393,7 @@ def bench_tuning(record, N, V, dtype, runs):
             best, trials = triton_kernels.tune(x, y, inplace=inplace, sms=4, timer=timer,
                                                blocks=(64, 128))
         else:
-            best, trials = triton_kernels.tune(x, y, inplace=inplace)
+            best, trials = triton_kernels.tune(x, y, inplace=inplace, deadline=deadline)
         key = "inplace" if inplace else "default"
         out[key] = dict(
             best=cfg_dict(best), seconds=round(time.perf_counter() - t0, 1),
@@ -447,7 +447,8 @@ def main():
     ap.add_argument("--out", default="gpu_bench.json")
     ap.add_argument("--runs", type=int, default=40)
     ap.add_argument("--budget-s", type=float, default=280.0,
-                    help="start no optional part (tuning, linear, extra shapes) after this")
+                    help="start no optional part (tuning, linear, extra shapes) after this; "
+                         "tuning tries no configuration after this + 60 s")
     ap.add_argument("--dry-run", action="store_true",
                     help="CPU, Triton interpreter, tiny shapes: checks the script and its JSON")
     args = ap.parse_args()
@@ -512,8 +513,9 @@ def main():
                                          ("celib", "celib_inplace", "compiled", "copy")))
     if DRY:
         NR, VR = 4, 300                          # the interpreter: a small search
-    tuned = step("tuning at the required shape", lambda: bench_tuning(record, NR, VR, bf16, runs),
-                 optional=True)
+    tuned = step("tuning at the required shape",
+                 lambda: bench_tuning(record, NR, VR, bf16, runs,
+                                      deadline=T0 + args.budget_s + 60), optional=True)
     if tuned:
         from celib import triton_kernels
         for key, variant in (("default", "celib"), ("inplace", "celib_inplace")):
@@ -521,7 +523,7 @@ def main():
             step(f"tuned ({key}) at the required shape",
                  lambda cfg=cfg, variant=variant: bench_case(
                      record, "tuned" if variant == "celib" else "tuned_inplace", NR, VR, bf16,
-                     runs, (variant, "copy"), config=cfg), optional=True)
+                     runs, (variant, "copy"), config=cfg))   # seconds: kernels compiled
         # one 'tuned' case carrying both figures, against the required case's baselines
         cases = {c["label"]: c for c in record["cases"]}
         t, ti, req = cases.get("tuned"), cases.get("tuned_inplace"), cases.get("required")

@@ -49,6 +49,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import time
 
 import torch
 import triton
@@ -533,13 +534,14 @@ def _stage_candidates(stage, base, C, element_size, sms, blocks):
 
 
 def tune(x, y, *, inplace=False, sms=None, timer=None, blocks=(4096, 8192, 16384, 32768),
-         log=None):
+         log=None, deadline=None):
     """Search launch configurations for rows ``x`` (M, C) and class indices ``y`` (M,).
 
     Three stages, each keeping the best so far: BLOCK x num_warps; then the rows in
     flight (``programs``) x L2 hints; then num_stages (the split mode has only the first).
     ``x`` is overwritten with gradients when ``inplace`` (pass scratch tensors, never a
     caller's). ``timer(fn)`` returns milliseconds (default ``triton.testing.do_bench``).
+    ``deadline``: a ``time.perf_counter()`` value after which no further trial starts.
     Returns (best KernelConfig, [(KernelConfig, ms or error string), ...]).
     """
     M, C = x.shape
@@ -559,6 +561,9 @@ def tune(x, y, *, inplace=False, sms=None, timer=None, blocks=(4096, 8192, 16384
     for stage in range(3):
         around = best if best is not None else base
         for cfg in _stage_candidates(stage, around, C, x.element_size(), sms, blocks):
+            if deadline is not None and time.perf_counter() > deadline:
+                trials.append((cfg, "not tried: deadline"))
+                continue
             try:
                 ms = timer(lambda cfg=cfg: cross_entropy_forward(x, y, None, -100, 0.0, scale,
                                                                  g, config=cfg))
