@@ -372,6 +372,40 @@ def targets(record):
 
 
 # ---------------------------------------------------------------------------------------
+# where the default path's time goes (after the required case: the kernels are compiled)
+# ---------------------------------------------------------------------------------------
+
+def bench_parts(record, N, V, dtype, runs):
+    """The pieces of celib's path at one shape, each timed alone (ms)."""
+    from celib import torch_ops, triton_kernels
+    parts = {}
+    record["parts"] = dict(N=N, V=V, dtype=dname(dtype), ms=parts)
+    x, y = make_problem(N, V, dtype)
+    x = x.detach()
+    scale = torch.full((), 1.0 / N, device=DEVICE)
+    g = torch.empty_like(x)
+    xi = x.clone()
+    parts["kernel_separate_buffer"] = time_ms(
+        lambda: triton_kernels.cross_entropy_forward(x, y, None, -100, 0.0, scale, g), runs)
+    parts["kernel_fresh_buffer"] = time_ms(
+        lambda: triton_kernels.cross_entropy_forward(x, y, None, -100, 0.0, scale,
+                                                     torch.empty_like(x)), runs)
+    parts["kernel_in_place"] = time_ms(
+        lambda: triton_kernels.cross_entropy_forward(xi, y, None, -100, 0.0, scale, xi), runs)
+    parts["kernel_no_gradient"] = time_ms(
+        lambda: triton_kernels.cross_entropy_forward(x, y, None, -100, 0.0, scale, None), runs)
+    parts["class_index_check (torch_ops, one host sync)"] = time_ms(
+        lambda: torch_ops._check_class_indices(y, V, -100), runs)
+    parts["mean_denominator_kernel"] = time_ms(
+        lambda: triton_kernels.mean_denominator(y, None, -100), runs)
+    one = torch.ones((), device=DEVICE, dtype=dtype)
+    parts["backward_scaling_grad_output_1"] = time_ms(lambda: triton_kernels.scale_rows_(g, one),
+                                                      runs)
+    for k, v in parts.items():
+        log(f"  part {k:48s} {v:9.3f} ms")
+
+
+# ---------------------------------------------------------------------------------------
 # tuning and linear cross-entropy
 # ---------------------------------------------------------------------------------------
 
@@ -493,6 +527,7 @@ def main():
     NR, VR = (8, 3000) if DRY else (8192, 128256)
     step(f"required N={NR} V={VR} {dname(bf16)}",
          lambda: bench_case(record, "required", NR, VR, bf16, runs, all_variants))
+    step(f"parts of the path, N={NR} V={VR}", lambda: bench_parts(record, NR, VR, bf16, runs))
     step(f"accuracy {dname(bf16)}", lambda: bench_accuracy(record, bf16))
     for dtype in (bf16, torch.float32):
         NF, VF = (2, 40000) if DRY else (256, 262144)
