@@ -11,6 +11,9 @@ Measures the targets of issue 15 in one run, each against baselines measured in 
    ``torch.compile``, Liger-Kernel (when importable), and one copy of the logits (the
    bandwidth yardstick). Targets: default <= 1.3x the copy and faster than torch.compile
    and Liger; in place <= 1.15x the copy.
+   Then ``parts``: the raw kernel into a separate, a fresh buffer, in place and without the
+   gradient, the class-index check of ``celib.torch_ops`` (one host synchronisation), the
+   'mean' denominator kernel and the backward's scaling kernel when grad_output is 1.
 2. ``accuracy``: chapter 5's confident rows (C = 10 and C = 128256, the target at a margin
    of 20..80 above classes at 0) in bfloat16: the true-class gradient against its exact
    value; target: within one bfloat16 rounding step. torch eager and Liger alongside.
