@@ -109,3 +109,59 @@ def test_inplace_backward_when_another_op_saved_the_logits_raises():
                          inplace_backward=True)
     with pytest.raises(RuntimeError, match="modified by an inplace operation"):
         loss.backward()
+
+
+# ---------------------------------------------------------------------------
+# issue 11, items 2 and 4 (the Triton backend)
+# ---------------------------------------------------------------------------
+
+def _reference(x, y, **kw):
+    import numpy as np  # noqa: F401  (the reference is NumPy's)
+    from celib import reference
+    np_kw = {k: (v.double().numpy() if isinstance(v, torch.Tensor) else v) for k, v in kw.items()}
+    xr, yr = x.double().numpy(), y.numpy()
+    return (torch.from_numpy(reference.cross_entropy(xr, yr, **np_kw)),
+            torch.from_numpy(reference.cross_entropy_grad(xr, yr, **np_kw)))
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+@pytest.mark.parametrize("bad", [math.nan, math.inf, "all -inf"])
+@pytest.mark.parametrize("eps", [0.0, 0.2])
+def test_row_without_softmax_and_zero_target_weight_is_nan(bad, eps):
+    """Item 2: a row holding NaN or +inf (or only -inf) whose target class has weight 0.
+    torch and the reference give NaN (0 * NaN); the kernel gave a loss of 0."""
+    x = torch.tensor([[0.5, 1.0, -2.0, 0.0], [0.5, 1.0, -2.0, 0.0], [1.0, 2.0, 3.0, 4.0]])
+    if bad == "all -inf":
+        x[0] = -math.inf
+    else:
+        x[0, 2] = bad
+    y = torch.tensor([1, 1, 3])
+    w = torch.tensor([1.0, 0.0, 2.0, 1.0]) if eps == 0.0 else torch.tensor([0.0, 0.0, 0.0, 0.0])
+    kw = dict(weight=w, reduction="none", label_smoothing=eps)
+    xg = x.clone().requires_grad_()
+    loss = _tr(xg, y, **kw)
+    (grad,) = torch.autograd.grad(loss, xg, torch.ones(3))
+    ref_loss, ref_grad = _reference(x, y, **kw)
+    assert torch.isnan(ref_loss[0]) and torch.isnan(loss[0]), (loss, ref_loss)
+    torch.testing.assert_close(loss.double(), ref_loss, equal_nan=True)
+    torch.testing.assert_close(grad.double(), ref_grad, equal_nan=True)
+    torch.testing.assert_close(loss, F.cross_entropy(x, y, **kw), equal_nan=True)
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+@pytest.mark.parametrize("reduction", ["sum", "none"])
+def test_non_finite_weight_of_an_untargeted_class_without_smoothing(bad, reduction):
+    """Item 4: weight NaN or inf on a class no row targets, no smoothing. Its gradient
+    column is p * A (finite); the kernel gave NaN from 0 * w (beta * w with beta = 0)."""
+    gen = torch.Generator().manual_seed(11)
+    x = torch.randn(3, 5, generator=gen)
+    y = torch.tensor([0, 2, 4])
+    w = torch.tensor([1.0, bad, 0.5, 1.0, 2.0])
+    kw = dict(weight=w, reduction=reduction)
+    xg = x.clone().requires_grad_()
+    loss = _tr(xg, y, **kw)
+    (grad,) = torch.autograd.grad(loss, xg, torch.ones_like(loss))
+    ref_loss, ref_grad = _reference(x, y, **kw)
+    assert torch.isfinite(grad).all(), grad
+    torch.testing.assert_close(loss.double(), ref_loss)
+    torch.testing.assert_close(grad.double(), ref_grad)
