@@ -54,7 +54,7 @@ def check_logsumexp(fn, *, lang=None, quiet=False):
     bool
         True when every case matches :func:`celib.reference.logsumexp`.
     """
-    return run_checker({"en": "logsumexp", "zh": "logsumexp（對數和指數）"},
+    return run_checker({"en": "logsumexp", "zh": "logsumexp（指數和的對數）"},
                        fn, lambda x: reference.logsumexp(x, axis=-1), _lse_cases(),
                        lang=lang, quiet=quiet)
 
