@@ -31,8 +31,7 @@ book: $(STAMP)
 
 # The notebooks run twice: first under the CPU kernels torch picks for this machine (AVX2,
 # AVX-512, ...), then under its portable ones. A stored output that depends on the kernel set
-# fails one of the two runs on any x86 machine. The second run adds the notebooks' own time
-# (about 6 minutes on a 2-core machine).
+# fails one of the two runs on any x86 machine. The second run adds the notebooks' time once more.
 test: $(STAMP)
 	$(BIN)/python -m pytest
 	ATEN_CPU_CAPABILITY=default $(BIN)/python -m pytest chapters
