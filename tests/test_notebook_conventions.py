@@ -226,3 +226,98 @@ def test_nbval_runs_kernels_in_the_notebook_folder(tmp_path):
          "--nbval", "--nbval-current-env", "chapter/probe.ipynb"],
         cwd=tmp_path, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+
+
+# --- Numbers in the prose come from code (CONTRIBUTING.md, "Numbers in prose are glued") ---
+#
+# A result-like number typed into a markdown cell is checked by nothing: nbval compares code
+# outputs only. A code cell glues the formatted string (celib.book.glue) and the prose shows it
+# with {glue:text}`key`, which nbval then checks like any other output. Result-like means a
+# decimal with three or more significant digits (0.6652, 88.72, 10.1, 0.0900) or a number in
+# e-notation (1e-8, 2.5e+03, 2 \times 10^{-8}). Integers, and decimals of one or two significant
+# digits (ε = 0.1, σ = 2.5, t = 0.5), are inputs or constants and may be typed. Not searched:
+# display equations ($$ ... $$, identical in both editions), code spans, glue roles, link
+# targets, cross-reference labels, and section or version numbers with two dots (6.2.2).
+
+RESULT_DECIMAL = re.compile(r"(?<![\w.])(\d+\.\d+)(?![\w.]*\d)")
+E_NOTATION = re.compile(r"(?<![\w.])\d+(?:\.\d+)?\s*(?:[eE][+-]?\d+\b|\\times\s*10\^)")
+
+# Typed numbers that are inputs or constants, with the reason they are not results.
+# Keep this short: a result belongs in a glue() call.
+TYPED_NUMBER_ALLOWLIST = {
+    "2.13": "the torch version the measurements name (pinned in the Makefile), a constant",
+    "2.718": "Euler's number e, a constant",
+    "3.14": "pi, a constant",
+}
+
+_NOT_PROSE = [
+    re.compile(r"\$\$.*?\$\$", re.S),                 # display equations
+    re.compile(r"```.*?```", re.S),                   # fenced blocks other than directives
+    re.compile(r"\{glue(?::\w+)?\}`[^`]*`"),          # glued values
+    re.compile(r"\{(?:cite|cite:p|cite:t|ref|numref|doc|eq)\}`[^`]*`"),
+    re.compile(r"``[^`]*``|`[^`\n]*`"),               # code spans
+    re.compile(r"\]\([^)]*\)"),                       # link targets
+    re.compile(r"https?://\S+"),
+    re.compile(r"^\([\w-]+\)=\s*$", re.M),            # labels
+    re.compile(r"\b(?:arXiv:|doi:|DOI )\s*[\w./-]+"),
+    re.compile(r"\b\d+(?:\.\d+){2,}\b"),              # section and version numbers: 6.2.2
+]
+_DIRECTIVE_FENCE = re.compile(r"^(```+|:::+)\{[\w-]+\}.*$", re.M)
+
+
+def _significant_digits(decimal):
+    return len(decimal.replace(".", "").lstrip("0"))
+
+
+def typed_result_numbers(markdown):
+    """The result-like numbers typed in a markdown text, as (number, context) pairs."""
+    text = _DIRECTIVE_FENCE.sub("", markdown)      # keep the body of {warning}, {note} boxes
+    text = re.sub(r"^(```+|:::+)\s*$", "", text, flags=re.M)
+    for pattern in _NOT_PROSE:
+        text = pattern.sub(" ", text)
+    found = []
+    for m in RESULT_DECIMAL.finditer(text):
+        number = m.group(1)
+        if _significant_digits(number) >= 3 and number not in TYPED_NUMBER_ALLOWLIST:
+            found.append((number, text[max(0, m.start() - 40):m.end() + 20]))
+    for m in E_NOTATION.finditer(text):
+        found.append((m.group(0), text[max(0, m.start() - 40):m.end() + 20]))
+    return [(n, " ".join(ctx.split())) for n, ctx in found]
+
+
+MARKDOWN_PAGES = list(NOTEBOOKS) + sorted(p for lang in ("en", "zh")
+                                          for p in (ROOT / "chapters" / lang).glob("*.md"))
+MARKDOWN_PARAMS = [pytest.param(p, id=p.relative_to(ROOT / "chapters").as_posix())
+                   for p in MARKDOWN_PAGES]
+
+
+def _markdown_cells(path):
+    if path.suffix == ".md":
+        return [("page", path.read_text(encoding="utf-8"))]
+    nb = load_notebook(path)
+    return [(f"cell {i}", source(c)) for i, c in enumerate(nb["cells"], 1)
+            if c["cell_type"] == "markdown"]
+
+
+@pytest.mark.parametrize("path", MARKDOWN_PARAMS)
+def test_no_result_numbers_typed_in_prose(path):
+    bad = [f"{where}: {number!r} in ...{context}..."
+           for where, text in _markdown_cells(path)
+           for number, context in typed_result_numbers(text)]
+    assert not bad, (
+        f"{path.relative_to(ROOT)}: result-like numbers typed in markdown; compute them in a "
+        f"code cell, glue('chNN-name', f'{{value:.4f}}'), and write {{glue:text}}`chNN-name` "
+        f"(or add an input or constant to TYPED_NUMBER_ALLOWLIST with its reason):\n"
+        + "\n".join(bad))
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("the softmax is $(0.6652, 0.2447, 0.0900)$", ["0.6652", "0.2447", "0.0900"]),
+    ("overflows above about 88.72; about 1e-8 here", ["88.72", "1e-8"]),
+    ("about $2 \\times 10^{-8}$", ["2 \\times 10^"]),
+    ("logits (2.0, 1.0, 0.1), ε = 0.1, σ = 2.5, section 6.2.2, torch 2.13", []),
+    ("$$\nx = 0.6652\n$$\n`atol=1e-12` {glue:text}`ch02-p0` [a](https://x.org/v1.2.3/0.125)", []),
+    ("```{warning}\nthe value 0.6652 is typed\n```", ["0.6652"]),
+])
+def test_typed_number_detector(text, expected):
+    assert [n for n, _ in typed_result_numbers(text)] == expected
