@@ -43,7 +43,7 @@ import torch.distributed as dist
 from . import _checks
 
 __all__ = ["vocab_parallel_cross_entropy", "vocab_parallel_linear_cross_entropy",
-           "spawn_local_group", "run_local_demo", "communication_bytes_per_row"]
+           "spawn_local_group", "run_local_demo", "communication_bytes_per_row", "shard_bounds"]
 
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
@@ -795,12 +795,31 @@ def spawn_local_group(fn, world_size, args=(), *, timeout=120.0):
 
 
 def shard_bounds(V, world_size):
-    """[start, stop) of each rank's columns for ``torch.chunk``-style shards (uneven last)."""
+    """Each rank's columns [start, stop) as ``torch.chunk`` (and DTensor's ``Shard``) splits V.
+
+    Parameters
+    ----------
+    V : int
+        Number of classes.
+    world_size : int
+        Number of ranks.
+
+    Returns
+    -------
+    list of tuple of int
+        ``world_size`` pairs (start, stop): ceil(V / world_size) columns each, the last
+        ranks fewer (possibly none).
+    """
     size = -(-V // world_size) if world_size else 0
     return [(min(V, r * size), min(V, (r + 1) * size)) for r in range(world_size)]
 
 
-def _demo_worker(rank, world_size, N, V, seed, options):
+def _demo_worker(rank, world_size, N, V, seed, cases):
+    return [_demo_case(rank, world_size, case.get("N", N), case.get("V", V), seed, case)
+            for case in cases]
+
+
+def _demo_case(rank, world_size, N, V, seed, options):
     import torch.nn.functional as F
 
     g = torch.Generator().manual_seed(seed)
@@ -814,6 +833,18 @@ def _demo_worker(rank, world_size, N, V, seed, options):
     local = logits[:, lo:hi].clone().requires_grad_(True)
     opts = dict(weight=weight, reduction=options.get("reduction", "mean"),
                 label_smoothing=options.get("label_smoothing", 0.0))
+    bad = options.get("bad")
+    if bad is not None:   # a deliberate mistake: report what each rank raised
+        start = lo + 1 if bad == "shards" and rank == world_size - 1 else lo
+        if bad == "target":
+            target[2] = V
+        if bad == "options" and rank == world_size - 1:
+            opts["reduction"] = "sum"
+        try:
+            vocab_parallel_cross_entropy(local, target, vocab_start=start, **opts)
+        except Exception as exc:
+            return dict(rank=rank, error=f"{type(exc).__name__}: {exc}")
+        return dict(rank=rank, error=None)
     loss = vocab_parallel_cross_entropy(local, target, vocab_start=lo, **opts)
     loss.backward()
     full = logits.clone().requires_grad_(True)
@@ -824,8 +855,8 @@ def _demo_worker(rank, world_size, N, V, seed, options):
                 loss_error=abs(float(loss.detach()) - float(ref.detach())))
 
 
-def run_local_demo(world_size=2, *, N=8, V=11, seed=0, timeout=120.0, **options):
-    """Compute one loss on ``world_size`` local gloo processes and compare with F.cross_entropy.
+def run_local_demo(world_size=2, *, N=8, V=11, seed=0, timeout=120.0, cases=None, **options):
+    """Compute losses on ``world_size`` local gloo processes and compare with F.cross_entropy.
 
     Each rank holds ``torch.chunk``-style columns of seeded float64 (N, V) logits (so the
     last shard may be narrower), calls :func:`vocab_parallel_cross_entropy` and its
@@ -839,17 +870,27 @@ def run_local_demo(world_size=2, *, N=8, V=11, seed=0, timeout=120.0, **options)
     seed : int
     timeout : float
         Seconds before the processes are killed (:func:`spawn_local_group`).
+    cases : list of dict, optional
+        Several option sets (each may also set ``N`` and ``V``) run in the same group,
+        since starting the processes is the slow part.
     **options
         ``weight`` (bool), ``ignore`` (bool: every fourth target ignored), ``reduction``,
-        ``label_smoothing``.
+        ``label_smoothing``; ``bad`` ('target', 'shards' or 'options') makes a deliberate
+        mistake (a target equal to V; a gap before the last shard; another reduction on
+        the last rank) and returns what each rank raised.
 
     Returns
     -------
-    list of dict
+    list of dict, or a list of such lists (one per case) when ``cases`` is given
         One per rank: ``rank``, ``columns`` (start, stop), ``loss``, ``reference``,
-        ``loss_error`` and ``grad_error`` (max abs difference of its gradient shard).
+        ``loss_error`` and ``grad_error`` (max abs difference of its gradient shard); with
+        ``bad``, ``rank`` and ``error`` (the exception's type and message, or None).
     """
-    return spawn_local_group(_demo_worker, world_size, (N, V, seed, options), timeout=timeout)
+    many = cases is not None
+    cases = list(cases) if many else [options]
+    per_rank = spawn_local_group(_demo_worker, world_size, (N, V, seed, cases), timeout=timeout)
+    per_case = [[per_rank[r][k] for r in range(world_size)] for k in range(len(cases))]
+    return per_case if many else per_case[0]
 
 
 def communication_bytes_per_row(world_size, V, *, itemsize=4, label_smoothing=False,
