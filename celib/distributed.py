@@ -23,7 +23,7 @@ do not tile [0, V), options that differ between ranks, a target outside [0, V), 
 bad argument on any one rank. A mistake therefore raises on every rank instead of
 leaving the others waiting in a collective.
 
-Collectives per call: 3 for :func:`vocab_parallel_cross_entropy` (metadata, MAX, SUM);
+Collectives per call: 3 for :func:`~celib.distributed.vocab_parallel_cross_entropy` (metadata, MAX, SUM);
 1 + 2 per chunk of rows for :func:`vocab_parallel_linear_cross_entropy`.
 """
 
@@ -629,7 +629,7 @@ def vocab_parallel_linear_cross_entropy(input, local_linear_weight, target, *, v
         shard of probabilities, shape (V_local,) or (N, V_local).
     vocab_start : int
     group, weight, ignore_index, reduction, label_smoothing
-        As in :func:`vocab_parallel_cross_entropy`.
+        As in :func:`~celib.distributed.vocab_parallel_cross_entropy`.
     linear_bias : torch.Tensor, shape (V_local,), optional
         This rank's shard of the bias.
     chunk_size : int, optional
@@ -653,7 +653,7 @@ def vocab_parallel_linear_cross_entropy(input, local_linear_weight, target, *, v
     Raises
     ------
     TypeError, ValueError, IndexError, RuntimeError
-        As :func:`vocab_parallel_cross_entropy` (the same error on every rank), and
+        As :func:`~celib.distributed.vocab_parallel_cross_entropy` (the same error on every rank), and
         ValueError for shapes of input, local_linear_weight and linear_bias that do not fit.
     """
     error = None
@@ -859,7 +859,7 @@ def run_local_demo(world_size=2, *, N=8, V=11, seed=0, timeout=120.0, cases=None
     """Compute losses on ``world_size`` local gloo processes and compare with F.cross_entropy.
 
     Each rank holds ``torch.chunk``-style columns of seeded float64 (N, V) logits (so the
-    last shard may be narrower), calls :func:`vocab_parallel_cross_entropy` and its
+    last shard may be narrower), calls :func:`~celib.distributed.vocab_parallel_cross_entropy` and its
     backward, and compares with ``F.cross_entropy`` on the full logits.
 
     Parameters
@@ -869,7 +869,7 @@ def run_local_demo(world_size=2, *, N=8, V=11, seed=0, timeout=120.0, cases=None
         Rows and classes.
     seed : int
     timeout : float
-        Seconds before the processes are killed (:func:`spawn_local_group`).
+        Seconds before the processes are killed (:func:`~celib.distributed.spawn_local_group`).
     cases : list of dict, optional
         Several option sets (each may also set ``N`` and ``V``) run in the same group,
         since starting the processes is the slow part.
