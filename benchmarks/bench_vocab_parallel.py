@@ -29,8 +29,12 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from celib.distributed import (communication_bytes_per_row, shard_bounds, spawn_local_group,
-                               vocab_parallel_cross_entropy)
+from celib.distributed import (
+    communication_bytes_per_row,
+    shard_bounds,
+    spawn_local_group,
+    vocab_parallel_cross_entropy,
+)
 
 
 def _timed(fn):
@@ -76,8 +80,8 @@ def _bench_rank(rank, world, N, V, repeats):
     for _ in range(repeats):   # interleaved, so that a busy moment hits both
         times["celib"].append(_timed(celib_step))
         times["allgather"].append(_timed(baseline_step))
-    return dict(agree=agree, celib_s=statistics.median(times["celib"]),
-                allgather_s=statistics.median(times["allgather"]))
+    return {"agree": agree, "celib_s": statistics.median(times["celib"]),
+            "allgather_s": statistics.median(times["allgather"])}
 
 
 def main():
@@ -101,25 +105,25 @@ def main():
         out = spawn_local_group(_bench_rank, world, (args.N, args.V, args.repeats),
                                 timeout=args.timeout)[0]
         comm = communication_bytes_per_row(world, args.V)
-        row = dict(world_size=world, celib_bytes_per_row=comm["celib_bytes"],
-                   allgather_bytes_per_row=comm["allgather_bytes"],
-                   volume_ratio=(comm["allgather_bytes"] / comm["celib_bytes"]
-                                 if comm["celib_bytes"] else None),
-                   time_ratio=out["allgather_s"] / out["celib_s"], agree=out["agree"],
-                   celib_s=out["celib_s"], allgather_s=out["allgather_s"])
+        row = {"world_size": world, "celib_bytes_per_row": comm["celib_bytes"],
+               "allgather_bytes_per_row": comm["allgather_bytes"],
+               "volume_ratio": (comm["allgather_bytes"] / comm["celib_bytes"]
+                                if comm["celib_bytes"] else None),
+               "time_ratio": out["allgather_s"] / out["celib_s"], "agree": out["agree"],
+               "celib_s": out["celib_s"], "allgather_s": out["allgather_s"]}
         rows.append(row)
         vr = "-" if row["volume_ratio"] is None else f"{row['volume_ratio']:.0f}x"
         print(f"{world:>3} {row['celib_bytes_per_row']:>12.1f} "
               f"{row['allgather_bytes_per_row']:>17.1f} {vr:>13} "
-              f"{row['time_ratio']:>10.2f}x {str(row['agree']):>6}")
-    record = dict(
-        what="vocab_parallel_cross_entropy vs all-gather + F.cross_entropy, forward + backward",
-        N=args.N, V=args.V, dtype="float32", backend="gloo", threads_per_process=1,
-        repeats=args.repeats, statistic="median of the slowest rank's time",
-        time_ratio="all-gather time / celib time (above 1: celib faster)",
-        volume_ratio="all-gather bytes per row / celib bytes per row (ring algorithms)",
-        machine=f"{args.machine} ({platform.machine()})",
-        torch=torch.__version__, date=time.strftime("%Y-%m-%d"), results=rows)
+              f"{row['time_ratio']:>10.2f}x {row['agree']!s:>6}")
+    record = {
+        "what": "vocab_parallel_cross_entropy vs all-gather + F.cross_entropy, forward + backward",
+        "N": args.N, "V": args.V, "dtype": "float32", "backend": "gloo", "threads_per_process": 1,
+        "repeats": args.repeats, "statistic": "median of the slowest rank's time",
+        "time_ratio": "all-gather time / celib time (above 1: celib faster)",
+        "volume_ratio": "all-gather bytes per row / celib bytes per row (ring algorithms)",
+        "machine": f"{args.machine} ({platform.machine()})",
+        "torch": torch.__version__, "date": time.strftime("%Y-%m-%d"), "results": rows}
     if args.out:
         with open(args.out, "w", encoding="utf-8") as f:
             json.dump(record, f, indent=1)

@@ -23,7 +23,8 @@ do not tile [0, V), options that differ between ranks, a target outside [0, V), 
 bad argument on any one rank. A mistake therefore raises on every rank instead of
 leaving the others waiting in a collective.
 
-Collectives per call: 3 for :func:`~celib.distributed.vocab_parallel_cross_entropy` (metadata, MAX, SUM);
+Collectives per call: 3 for :func:`~celib.distributed.vocab_parallel_cross_entropy`
+(metadata, MAX, SUM);
 1 + 2 per chunk of rows for :func:`vocab_parallel_linear_cross_entropy`.
 """
 
@@ -42,8 +43,14 @@ import torch.distributed as dist
 
 from . import _checks
 
-__all__ = ["vocab_parallel_cross_entropy", "vocab_parallel_linear_cross_entropy",
-           "spawn_local_group", "run_local_demo", "communication_bytes_per_row", "shard_bounds"]
+__all__ = [
+    "communication_bytes_per_row",
+    "run_local_demo",
+    "shard_bounds",
+    "spawn_local_group",
+    "vocab_parallel_cross_entropy",
+    "vocab_parallel_linear_cross_entropy",
+]
 
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
@@ -439,7 +446,7 @@ def _prepare(shape, dtype, device, target, weight, ignore_index, reduction, labe
     try:
         spec = _Spec(shape, dtype, target, weight, ignore_index, reduction, label_smoothing,
                      vocab_start, device)
-    except (TypeError, ValueError, IndexError, RuntimeError) as exc:
+    except Exception as exc:  # noqa: BLE001  (any rejection reaches the exchange: no rank waits)
         error = exc
     V, _, _ = _agree(group, _comm_device(group, probe), spec, error, target, weight)
     return spec, V, group
@@ -609,7 +616,7 @@ def vocab_parallel_linear_cross_entropy(input, local_linear_weight, target, *, v
                                         group=None, linear_bias=None, weight=None,
                                         ignore_index=-100, reduction="mean",
                                         label_smoothing=0.0, chunk_size=None):
-    """Cross-entropy of ``input @ W.T + b`` with the output layer W split by vocabulary across ranks.
+    """Cross-entropy of ``input @ W.T + b``, the output layer W split by vocabulary across ranks.
 
     Each rank holds the rows ``[vocab_start, vocab_start + V_local)`` of the (V, H)
     output layer (and of its bias). The rows of ``input`` are processed ``chunk_size`` at
@@ -653,7 +660,8 @@ def vocab_parallel_linear_cross_entropy(input, local_linear_weight, target, *, v
     Raises
     ------
     TypeError, ValueError, IndexError, RuntimeError
-        As :func:`~celib.distributed.vocab_parallel_cross_entropy` (the same error on every rank), and
+        As :func:`~celib.distributed.vocab_parallel_cross_entropy` (the same error on every
+        rank), and
         ValueError for shapes of input, local_linear_weight and linear_bias that do not fit.
     """
     error = None
@@ -678,7 +686,7 @@ def vocab_parallel_linear_cross_entropy(input, local_linear_weight, target, *, v
                 raise TypeError(f"{name} has dtype {t.dtype} but input has dtype {input.dtype}")
         if chunk_size is not None:
             _check_int(chunk_size, "chunk_size", 1)
-    except (TypeError, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001  (reach the exchange anyway: no rank waits)
         error = exc
     if error is not None:
         _prepare_failed(group, error, input)
@@ -714,7 +722,7 @@ def _worker(rank, world_size, port, fn, args, results):
         finally:
             dist.destroy_process_group()
         results.put((rank, True, out))
-    except BaseException:   # reported to the parent, which raises
+    except BaseException:  # noqa: BLE001  (reported to the parent, which raises)
         results.put((rank, False, traceback.format_exc()))
 
 
@@ -831,8 +839,8 @@ def _demo_case(rank, world_size, N, V, seed, options):
         target[::4] = -100
     lo, hi = shard_bounds(V, world_size)[rank]
     local = logits[:, lo:hi].clone().requires_grad_(True)
-    opts = dict(weight=weight, reduction=options.get("reduction", "mean"),
-                label_smoothing=options.get("label_smoothing", 0.0))
+    opts = {"weight": weight, "reduction": options.get("reduction", "mean"),
+            "label_smoothing": options.get("label_smoothing", 0.0)}
     bad = options.get("bad")
     if bad is not None:   # a deliberate mistake: report what each rank raised
         start = lo + 1 if bad == "shards" and rank == world_size - 1 else lo
@@ -842,24 +850,26 @@ def _demo_case(rank, world_size, N, V, seed, options):
             opts["reduction"] = "sum"
         try:
             vocab_parallel_cross_entropy(local, target, vocab_start=start, **opts)
-        except Exception as exc:
-            return dict(rank=rank, error=f"{type(exc).__name__}: {exc}")
-        return dict(rank=rank, error=None)
+        except Exception as exc:  # noqa: BLE001  (shown, not raised)
+            return {"rank": rank, "error": f"{type(exc).__name__}: {exc}"}
+        return {"rank": rank, "error": None}
     loss = vocab_parallel_cross_entropy(local, target, vocab_start=lo, **opts)
     loss.backward()
     full = logits.clone().requires_grad_(True)
     ref = F.cross_entropy(full, target, **opts)
     ref.backward()
-    return dict(rank=rank, columns=(lo, hi), loss=float(loss.detach()), reference=float(ref.detach()),
-                grad_error=float((local.grad - full.grad[:, lo:hi]).abs().max()),
-                loss_error=abs(float(loss.detach()) - float(ref.detach())))
+    return {"rank": rank, "columns": (lo, hi), "loss": float(loss.detach()),
+            "reference": float(ref.detach()),
+            "grad_error": float((local.grad - full.grad[:, lo:hi]).abs().max()),
+            "loss_error": abs(float(loss.detach()) - float(ref.detach()))}
 
 
 def run_local_demo(world_size=2, *, N=8, V=11, seed=0, timeout=120.0, cases=None, **options):
     """Compute losses on ``world_size`` local gloo processes and compare with F.cross_entropy.
 
     Each rank holds ``torch.chunk``-style columns of seeded float64 (N, V) logits (so the
-    last shard may be narrower), calls :func:`~celib.distributed.vocab_parallel_cross_entropy` and its
+    last shard may be narrower), calls
+    :func:`~celib.distributed.vocab_parallel_cross_entropy` and its
     backward, and compares with ``F.cross_entropy`` on the full logits.
 
     Parameters
@@ -912,5 +922,5 @@ def communication_bytes_per_row(world_size, V, *, itemsize=4, label_smoothing=Fa
     # sum_c a_nc x_nc and A_n (instead of the target's logit) for probabilities
     k = 3 if (label_smoothing or probabilities) else 2
     factor = (P - 1) / P
-    return dict(celib_numbers=1 + k, celib_bytes=2 * factor * (1 + k) * itemsize,
-                allgather_bytes=factor * V * itemsize)
+    return {"celib_numbers": 1 + k, "celib_bytes": 2 * factor * (1 + k) * itemsize,
+            "allgather_bytes": factor * V * itemsize}

@@ -14,8 +14,11 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from celib.distributed import (shard_bounds, vocab_parallel_cross_entropy,
-                               vocab_parallel_linear_cross_entropy)
+from celib.distributed import (
+    shard_bounds,
+    vocab_parallel_cross_entropy,
+    vocab_parallel_linear_cross_entropy,
+)
 
 
 def uneven_bounds(V, world):
@@ -25,7 +28,7 @@ def uneven_bounds(V, world):
     for w in weights[:-1]:
         cuts.append(min(V, cuts[-1] + max(1, V * w // sum(weights))))
     cuts.append(V)
-    return list(zip(cuts[:-1], cuts[1:]))
+    return list(itertools.pairwise(cuts))
 
 
 def _err(a, b):
@@ -194,7 +197,7 @@ def linear_variant(rank, world):
 def _attempt(fn):
     try:
         fn()
-    except Exception as exc:   # the error each rank saw, for the parent to compare
+    except Exception as exc:  # noqa: BLE001  (the error each rank saw, for the parent)
         return type(exc).__name__, str(exc)
     return None, ""
 

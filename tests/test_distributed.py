@@ -14,9 +14,9 @@ dist = pytest.importorskip("torch.distributed")
 if not dist.is_available():
     pytest.skip("torch.distributed is not available", allow_module_level=True)
 
-import distributed_workers as workers  # noqa: E402
+import distributed_workers as workers
 
-from celib import distributed  # noqa: E402
+from celib import distributed
 
 WORLDS = (1, 2, 3)
 TIMEOUT = 240.0   # seconds for one group (about 15 s on two busy cores)

@@ -15,7 +15,7 @@ import numpy as np
 from .. import reference
 from ._core import Case, run_checker
 
-__all__ = ["check_combine_lse", "check_shard_grad", "WRONG_ANSWERS"]
+__all__ = ["WRONG_ANSWERS", "check_combine_lse", "check_shard_grad"]
 
 
 def _rng():
@@ -53,7 +53,7 @@ def _combine_cases():
     x = r.normal(size=(4, 10)) * 3
     big = r.normal(size=(3, 9)) * 3 + np.array([[0.0] * 3 + [900.0] * 3 + [-900.0] * 3])
     return [
-        Case(dict(maxes=np.array([[1.0], [2.0]]), sumexps=np.array([[1.5], [1.0]])),
+        Case({"maxes": np.array([[1.0], [2.0]]), "sumexps": np.array([[1.5], [1.0]])},
              {"en": "one row, two shards", "zh": "一列，兩個分片"}),
         Case(dict(zip(("maxes", "sumexps"), _summaries(x, [(0, 5), (5, 10)]))),
              {"en": "two even shards", "zh": "兩個等寬分片"}),
@@ -63,7 +63,8 @@ def _combine_cases():
              {"en": "shards 900 apart (e^900 overflows)",
               "zh": "相差 900 的分片（e^900 會溢位）"}),
         Case(dict(zip(("maxes", "sumexps"), _summaries(x, [(0, 6), (6, 6), (6, 10)]))),
-             {"en": "an empty shard (m = -inf, S = 0)", "zh": "空的分片（m = -inf，S = 0）"}),
+             {"en": "an empty shard (m = -inf, S = 0)",
+              "zh": "空的分片（m = -inf，S = 0）"}),
     ]
 
 
@@ -97,7 +98,8 @@ def _shard_grad_cases():
     lse = reference.logsumexp(x)
 
     def shard(lo, hi, label):
-        return Case(dict(local_logits=x[:, lo:hi].copy(), target=y, lse=lse, vocab_start=lo),
+        return Case({"local_logits": x[:, lo:hi].copy(), "target": y, "lse": lse,
+                     "vocab_start": lo},
                     label)
 
     big = np.array([[1000.0, 999.0, 0.0, -1000.0]])
@@ -107,8 +109,8 @@ def _shard_grad_cases():
         shard(4, 6, {"en": "a middle shard of width 2", "zh": "寬度為 2 的中間分片"}),
         shard(1, 3, {"en": "a shard owning none of the targets",
                      "zh": "不含任何目標類別的分片"}),
-        Case(dict(local_logits=big[:, 1:3].copy(), target=np.array([0]),
-                  lse=reference.logsumexp(big), vocab_start=1),
+        Case({"local_logits": big[:, 1:3].copy(), "target": np.array([0]),
+                  "lse": reference.logsumexp(big), "vocab_start": 1},
              {"en": "logits near 1000", "zh": "接近 1000 的 logits"}),
     ]
 
