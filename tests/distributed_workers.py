@@ -137,7 +137,7 @@ def against_loss_parallel(rank, world):
                                                          (False, True), (False, True)):
         if weighted and ignore:
             # torch 2.13's loss_parallel backward gathers the weight at target -100 and
-            # raises (IndexError in torch.gather); covered against F.cross_entropy instead
+            # raises a RuntimeError (index -100 out of bounds); covered against F.cross_entropy
             continue
         logits, target, weight = _case_inputs(g, N, V, (), torch.float64, "indices",
                                               weighted, ignore)
