@@ -261,6 +261,10 @@ _NOT_PROSE = [
     re.compile(r"^\([\w-]+\)=\s*$", re.M),            # labels
     re.compile(r"\b(?:arXiv:|doi:|DOI )\s*[\w./-]+"),
     re.compile(r"\b\d+(?:\.\d+){2,}\b"),              # section and version numbers: 6.2.2
+    re.compile(r"(?:Exercise|Exercises|練習|Chapter|Section|section|節)\s*\d+\.\d+"),  # Exercise 10.1
+    re.compile(r"^#+\s*\d+\.\d+", re.M),               # numbered headings: ## 12.1 ...
+    re.compile(r"\d+\.\d+\s*節"),                      # 見 12.3 節 (a section number)
+    re.compile(r"\bPython\s+\d+\.\d+\+?"),            # the Python version required: Python 3.11+
 ]
 _DIRECTIVE_FENCE = re.compile(r"^(```+|:::+)\{[\w-]+\}.*$", re.M)
 
