@@ -64,7 +64,7 @@ CHECKS = [
 @pytest.mark.parametrize("lang", ["en", "zh"])
 def test_accepts_a_correct_solution(check, right, _, lang, capsys):
     with np.errstate(divide="ignore", invalid="ignore"):
-        assert check(right, lang=lang) is True
+        assert check(right, lang=lang).passed is True
     out = capsys.readouterr().out
     assert out.startswith("✓")
     if lang == "zh":
@@ -74,9 +74,9 @@ def test_accepts_a_correct_solution(check, right, _, lang, capsys):
 @pytest.mark.parametrize("check,wrong", [(c, w) for c, _, ws in CHECKS for w in ws])
 def test_rejects_a_typical_mistake(check, wrong, capsys):
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        assert check(wrong, lang="en") is False
+        assert check(wrong, lang="en").status == "fail"
     out = capsys.readouterr().out
-    assert out.startswith("✗")
+    assert out.startswith("✗") and "expected" in out
 
 
 def test_every_wrong_answer_defines_its_name():
@@ -89,11 +89,31 @@ def not_implemented(*args, **kwargs):
 
 @pytest.mark.parametrize("check", [c for c, _, _ in CHECKS])
 def test_reports_an_unfinished_stub(check, capsys):
-    assert check(not_implemented, lang="zh") is False
-    assert capsys.readouterr().out.strip()
+    assert check(not_implemented, lang="zh").status == "not_attempted"
+    out = capsys.readouterr().out
+    assert "尚未作答" in out and "NotImplementedError" in out
 
 
 def test_the_library_itself_passes_quietly(capsys):
     """celib.distributed's combination rule, run on one process's NumPy copies."""
-    assert ch12.check_combine_lse(combine_right, quiet=True)
+    assert ch12.check_combine_lse(combine_right, quiet=True).passed is True
     assert capsys.readouterr().out == ""
+
+
+def test_reports_in_both_languages(capsys):
+    assert ch12.check_shard_grad(shard_right, lang="en")
+    assert ch12.check_shard_grad(shard_right, lang="zh")
+    en, zh = capsys.readouterr().out.splitlines()
+    assert en == "✓ Exercise 12.2, my_shard_grad: all 5 cases pass."
+    assert zh == "✓ 練習 12.2，my_shard_grad：全部 5 個測試案例通過。"
+
+
+# -- every typical wrong answer in ch12.WRONG_ANSWERS / MORE_WRONG_ANSWERS is rejected --------
+
+from exercise_helpers import assert_rejected, wrong_answer_params  # noqa: E402
+
+
+@pytest.mark.parametrize("name,description,source", wrong_answer_params(ch12))
+def test_typical_wrong_answers_are_rejected(name, description, source):
+    with np.errstate(all="ignore"):
+        assert_rejected(ch12, name, source)

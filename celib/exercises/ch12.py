@@ -6,6 +6,10 @@ shard's gradient needs nothing from the other shards. NumPy only.
 
     from celib.exercises import ch12
     ch12.check_combine_lse(my_combine_lse)
+
+Each checker calls the learner's function positionally and returns a
+:class:`celib.exercises.CheckResult`, truthy only on a pass; ``WRONG_ANSWERS``
+and ``MORE_WRONG_ANSWERS`` hold typical mistakes the checkers reject.
 """
 
 from __future__ import annotations
@@ -13,9 +17,9 @@ from __future__ import annotations
 import numpy as np
 
 from .. import reference
-from ._core import Case, run_checker
+from ._core import Case, exercise_title, run_checker
 
-__all__ = ["WRONG_ANSWERS", "check_combine_lse", "check_shard_grad"]
+__all__ = ["check_combine_lse", "check_shard_grad", "WRONG_ANSWERS", "MORE_WRONG_ANSWERS"]
 
 
 def _rng():
@@ -71,11 +75,27 @@ def _combine_cases():
 def check_combine_lse(fn, *, lang=None, quiet=False):
     """Check ``fn(maxes, sumexps)`` -> the (N,) global log-sum-exp.
 
-    ``maxes`` and ``sumexps`` have shape (R, N): shard r's row maxima m_r and its sums
-    S_r = sum_{c in r} e^(x_c - m_r); an empty shard has m_r = -inf and S_r = 0.
+    The reference is lse = m + log sum_r S_r e^(m_r - m) with m = max_r m_r
+    (the online-softmax rule of chapter 9 across shards).
+
+    Parameters
+    ----------
+    fn : callable
+        The learner's ``my_combine_lse(maxes, sumexps)``; ``maxes`` and ``sumexps``
+        are float64 arrays of shape (R, N): shard r's row maxima m_r and its sums
+        S_r = sum_{c in r} e^(x_c - m_r); an empty shard has m_r = -inf and S_r = 0.
+    lang : {'en', 'zh'}, optional
+        Language of the report; defaults to the notebook's.
+    quiet : bool
+        Return the result without printing.
+
+    Returns
+    -------
+    CheckResult
+        Truthy only when every case matches (rtol 1e-6, atol 1e-9, float64).
     """
-    name = {"en": "combining shard summaries into lse", "zh": "由分片摘要合成 lse"}
-    return run_checker(name, fn, _combine_reference, _combine_cases(), lang=lang, quiet=quiet)
+    return run_checker(exercise_title("12.1", "my_combine_lse"),
+                       fn, _combine_reference, _combine_cases(), lang=lang, quiet=quiet)
 
 
 # ---------------------------------------------------------------------------
@@ -119,30 +139,105 @@ def check_shard_grad(fn, *, lang=None, quiet=False):
     """Check ``fn(local_logits, target, lse, vocab_start)`` -> this shard's gradient.
 
     The mean cross-entropy over N rows, class-index targets (global indices), no
-    weights; ``local_logits`` (N, V_local) are the columns [vocab_start, vocab_start +
-    V_local) and ``lse`` (N,) the global log-sum-exp.
+    weights; the reference is (e^(x - lse) - onehot(target - vocab_start)) / N on the
+    shard's columns, the one-hot only in rows whose target the shard owns.
+
+    Parameters
+    ----------
+    fn : callable
+        The learner's ``my_shard_grad(local_logits, target, lse, vocab_start)``:
+        ``local_logits`` float64 (N, V_local), the columns [vocab_start, vocab_start +
+        V_local) of the logits; ``target`` int (N,), global class indices; ``lse``
+        float64 (N,), the global log-sum-exp; ``vocab_start`` an int.
+    lang : {'en', 'zh'}, optional
+        Language of the report; defaults to the notebook's.
+    quiet : bool
+        Return the result without printing.
+
+    Returns
+    -------
+    CheckResult
+        Truthy only when every case matches (rtol 1e-6, atol 1e-9, float64).
     """
-    name = {"en": "a shard's gradient", "zh": "單一分片的梯度"}
-    return run_checker(name, fn, _shard_grad_reference, _shard_grad_cases(), lang=lang,
-                       quiet=quiet)
+    return run_checker(exercise_title("12.2", "my_shard_grad"),
+                       fn, _shard_grad_reference, _shard_grad_cases(), lang=lang, quiet=quiet)
 
 
-WRONG_ANSWERS = {
-    "my_combine_lse": '''
-def my_combine_lse(maxes, sumexps):
-    # forgets to rescale each S_r from its own maximum to the global one
-    m = maxes.max(axis=0)
-    return m + np.log(sumexps.sum(axis=0))
-''',
-    "my_shard_grad": '''
-def my_shard_grad(local_logits, target, lse, vocab_start):
-    # a softmax over the shard's own columns: the other shards' mass is missing
-    N = len(local_logits)
-    e = np.exp(local_logits - local_logits.max(axis=1, keepdims=True))
-    g = e / e.sum(axis=1, keepdims=True) / N
-    for n in range(N):
-        if vocab_start <= target[n] < vocab_start + local_logits.shape[1]:
-            g[n, target[n] - vocab_start] -= 1 / N
-    return g
-''',
+# ---------------------------------------------------------------------------
+# Typical wrong answers each checker must reject (tested in
+# tests/test_exercises_ch12.py; the first is pasted into the stub by
+# tests/test_run_all.py). Each source defines the learner's function.
+# ---------------------------------------------------------------------------
+
+MORE_WRONG_ANSWERS = {
+    "my_combine_lse": {
+        "forgets to rescale each S_r to the global maximum": (
+            "def my_combine_lse(maxes, sumexps):\n"
+            "    m = maxes.max(axis=0)\n"
+            "    return m + np.log(sumexps.sum(axis=0))\n"),
+        "undoes the shift with raw exponentials (overflow)": (
+            "def my_combine_lse(maxes, sumexps):\n"
+            "    with np.errstate(over='ignore'):\n"
+            "        return np.log((sumexps * np.exp(maxes)).sum(axis=0))\n"),
+        "mean of the shards' lse": (
+            "def my_combine_lse(maxes, sumexps):\n"
+            "    with np.errstate(divide='ignore', invalid='ignore'):\n"
+            "        return (maxes + np.log(sumexps)).mean(axis=0)\n"),
+        "sum of the shards' lse": (
+            "def my_combine_lse(maxes, sumexps):\n"
+            "    with np.errstate(divide='ignore', invalid='ignore'):\n"
+            "        return (maxes + np.log(sumexps)).sum(axis=0)\n"),
+        "float32": (
+            "def my_combine_lse(maxes, sumexps):\n"
+            "    m = maxes.max(axis=0)\n"
+            "    with np.errstate(divide='ignore'):\n"
+            "        lse = m + np.log((sumexps * np.exp(maxes - m)).sum(axis=0))\n"
+            "    return lse.astype(np.float32)\n"),
+    },
+    "my_shard_grad": {
+        "a softmax over the shard's own columns": (
+            "def my_shard_grad(local_logits, target, lse, vocab_start):\n"
+            "    N = len(local_logits)\n"
+            "    e = np.exp(local_logits - local_logits.max(axis=1, keepdims=True))\n"
+            "    g = e / e.sum(axis=1, keepdims=True) / N\n"
+            "    for n in range(N):\n"
+            "        if vocab_start <= target[n] < vocab_start + local_logits.shape[1]:\n"
+            "            g[n, target[n] - vocab_start] -= 1 / N\n"
+            "    return g\n"),
+        "the one-hot of another shard's target wraps around (negative index)": (
+            "def my_shard_grad(local_logits, target, lse, vocab_start):\n"
+            "    N, V_local = local_logits.shape\n"
+            "    g = np.exp(local_logits - lse[:, None]) / N\n"
+            "    for n in range(N):\n"
+            "        if target[n] - vocab_start < V_local:\n"
+            "            g[n, target[n] - vocab_start] -= 1 / N\n"
+            "    return g\n"),
+        "one-hot forgotten": (
+            "def my_shard_grad(local_logits, target, lse, vocab_start):\n"
+            "    return np.exp(local_logits - lse[:, None]) / len(local_logits)\n"),
+        "missing 1/N": (
+            "def my_shard_grad(local_logits, target, lse, vocab_start):\n"
+            "    N, V_local = local_logits.shape\n"
+            "    g = np.exp(local_logits - lse[:, None])\n"
+            "    mine = (target >= vocab_start) & (target < vocab_start + V_local)\n"
+            "    g[np.arange(N)[mine], target[mine] - vocab_start] -= 1.0\n"
+            "    return g\n"),
+        "sign error (one-hot - p)": (
+            "def my_shard_grad(local_logits, target, lse, vocab_start):\n"
+            "    N, V_local = local_logits.shape\n"
+            "    g = -np.exp(local_logits - lse[:, None]) / N\n"
+            "    mine = (target >= vocab_start) & (target < vocab_start + V_local)\n"
+            "    g[np.arange(N)[mine], target[mine] - vocab_start] += 1.0 / N\n"
+            "    return g\n"),
+        "float32": (
+            "def my_shard_grad(local_logits, target, lse, vocab_start):\n"
+            "    N, V_local = local_logits.shape\n"
+            "    g = np.exp(local_logits - lse[:, None]) / N\n"
+            "    mine = (target >= vocab_start) & (target < vocab_start + V_local)\n"
+            "    g[np.arange(N)[mine], target[mine] - vocab_start] -= 1.0 / N\n"
+            "    return g.astype(np.float32)\n"),
+    },
 }
+
+WRONG_ANSWERS = {name: next(iter(variants.values()))
+                 for name, variants in MORE_WRONG_ANSWERS.items()}
