@@ -110,7 +110,7 @@ def test_reports_in_both_languages(capsys):
 
 # -- every typical wrong answer in ch12.WRONG_ANSWERS / MORE_WRONG_ANSWERS is rejected --------
 
-from exercise_helpers import assert_rejected, wrong_answer_params  # noqa: E402
+from exercise_helpers import assert_rejected, wrong_answer_params
 
 
 @pytest.mark.parametrize("name,description,source", wrong_answer_params(ch12))

@@ -19,7 +19,7 @@ import numpy as np
 from .. import reference
 from ._core import Case, exercise_title, run_checker
 
-__all__ = ["check_combine_lse", "check_shard_grad", "WRONG_ANSWERS", "MORE_WRONG_ANSWERS"]
+__all__ = ["MORE_WRONG_ANSWERS", "WRONG_ANSWERS", "check_combine_lse", "check_shard_grad"]
 
 
 def _rng():
