@@ -200,3 +200,60 @@ def test_checkers_accept_the_library_quietly(capsys):
         lambda z, a: celib.cross_entropy_hvp(np.tile(z, (len(z), 1)), np.tile(a, (len(z), 1)),
                                              np.eye(len(z)), reduction="none"), quiet=True)
     assert capsys.readouterr().out == ""
+
+
+# --- the notebook: Run All with a typical wrong answer never shows a pass -------
+
+def _exercise_notebook(lang, replace_stubs):
+    """Chapter 11's set-up cell and exercise section, stubs optionally replaced."""
+    import nbformat
+    from book_helpers import ROOT
+
+    nb = nbformat.read(ROOT / "chapters" / lang / "11_second_order.ipynb", as_version=4)
+    start = next(i for i, c in enumerate(nb.cells) if "from celib.exercises import ch11" in c.source)
+    cells = [nb.cells[2]] + nb.cells[start:]
+    out = []
+    for cell in cells:
+        cell = nbformat.from_dict(dict(cell))
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+            if replace_stubs and "exercise-stub" in cell.metadata.get("tags", []):
+                name = cell.source.split("def ", 1)[1].split("(", 1)[0]
+                cell.source = ch11.WRONG_ANSWERS[name]
+        out.append(cell)
+    nb.cells = out
+    return nb
+
+
+def _check_outputs(nb, tag):
+    texts = []
+    for cell in nb.cells:
+        if tag in cell.metadata.get("tags", []):
+            texts.append("".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream"))
+    return texts
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_run_all_with_wrong_answers_never_passes(lang):
+    pytest.importorskip("nbclient")
+    from nbclient import NotebookClient
+
+    from book_helpers import ROOT
+
+    nb = _exercise_notebook(lang, replace_stubs=True)
+    NotebookClient(nb, timeout=300, kernel_name="python3",
+                   resources={"metadata": {"path": str(ROOT / "chapters" / lang)}}).execute()
+    learner = _check_outputs(nb, "exercise-check")
+    solution = _check_outputs(nb, "exercise-solution-check")
+    assert len(learner) == len(solution) == len(ch11.WRONG_ANSWERS)
+    assert all(t.startswith("✗") and "✓" not in t for t in learner), learner
+    assert all(t.startswith("✓") for t in solution), solution
+
+
+def test_notebook_stubs_are_the_wrong_answers_names():
+    for lang in ("en", "zh"):
+        nb = _exercise_notebook(lang, replace_stubs=False)
+        stubs = [c for c in nb.cells if "exercise-stub" in c.metadata.get("tags", [])]
+        names = {c.source.split("def ", 1)[1].split("(", 1)[0] for c in stubs}
+        assert names == set(ch11.WRONG_ANSWERS)
+        assert all('raise NotImplementedError("Exercise 11.' in c.source for c in stubs)
