@@ -185,7 +185,7 @@ CHECKERS = {"my_row_hessian": ch11.check_row_hessian, "my_hvp": ch11.check_hvp,
 def test_wrong_answers_are_rejected(name, capsys):
     namespace = {"np": np}
     with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
-        exec(ch11.WRONG_ANSWERS[name], namespace)
+        exec(ch11.WRONG_ANSWERS[name], namespace)  # noqa: S102 (the learner-style wrong answer)
         assert CHECKERS[name](namespace[name], lang="en") is False
     assert capsys.readouterr().out.startswith("✗")
 
@@ -236,9 +236,8 @@ def _check_outputs(nb, tag):
 @pytest.mark.parametrize("lang", ["en", "zh"])
 def test_run_all_with_wrong_answers_never_passes(lang):
     pytest.importorskip("nbclient")
-    from nbclient import NotebookClient
-
     from book_helpers import ROOT
+    from nbclient import NotebookClient
 
     nb = _exercise_notebook(lang, replace_stubs=True)
     NotebookClient(nb, timeout=300, kernel_name="python3",

@@ -17,10 +17,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from hypothesis import given
+from test_reference import (
+    EXAMPLES,
+    assert_agrees,
+    effective_target,
+    harmless_logits,
+    problems,
+)
 
 import celib
-from test_reference import (EXAMPLES, assert_agrees, effective_target, harmless_logits,
-                            problems)
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional

@@ -15,7 +15,7 @@ import numpy as np
 from .. import reference, second_order
 from ._core import Case, run_checker
 
-__all__ = ["check_row_hessian", "check_hvp", "check_power_iteration", "WRONG_ANSWERS"]
+__all__ = ["WRONG_ANSWERS", "check_hvp", "check_power_iteration", "check_row_hessian"]
 
 
 def _rng():
