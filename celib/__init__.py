@@ -16,6 +16,7 @@ from .reference import (
     softmax,
     softmax_jacobian,
 )
+from .second_order import cross_entropy_hvp
 
 __version__ = "0.1.0"
 
@@ -23,6 +24,7 @@ __all__ = [
     "cross_entropy",
     "cross_entropy_and_grad",
     "cross_entropy_grad",
+    "cross_entropy_hvp",
     "log_softmax",
     "logsumexp",
     "Comparison",
