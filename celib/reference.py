@@ -326,7 +326,8 @@ class _Problem:
         weight = _checks.check_weight(weight, C)
         ignore_index = _checks.check_ignore_index(ignore_index)
 
-        self.dtype = logits.dtype
+        self.grad_dtype = logits.dtype   # dL/dlogits: the logits' dtype
+        self.dtype = _checks.loss_dtype(logits.dtype, target.dtype, kind)   # the loss's
         self.reduction = reduction
         self.class_axis = class_axis
         self.shape = logits.shape
@@ -555,4 +556,4 @@ def _loss_and_grad(problem, grad_output=None, with_grad=True):
             # with A - a_y the spread over the other classes
             grad[a.rows, a.y] = s * (A * (-others / S) + a.off_target())
         grad[~a.keep] = 0                                # ignored: exactly zero
-        return problem.reduce(loss), problem.unflatten(grad).astype(problem.dtype, copy=False)
+        return problem.reduce(loss), problem.unflatten(grad).astype(problem.grad_dtype, copy=False)

@@ -373,3 +373,29 @@ def test_dtypes_preserved():
         assert L.z_loss(x).dtype == dt
         assert L.z_loss_grad(x).dtype == dt
         assert L.focal_loss(x, np.array([0, 2])).dtype == dt
+
+
+# ---------------------------------------------------------------------------
+# issue 11
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("reduction,expected", [("mean", np.inf), ("sum", np.inf),
+                                                ("none", np.full(3, np.inf))])
+def test_z_loss_without_classes(reduction, expected):
+    # C = 0 crashed with a reshape error; torch's (logsumexp**2).mean() gives inf
+    x = np.zeros((3, 0))
+    lse = torch.logsumexp(torch.from_numpy(x), 1)
+    torch_loss = {"mean": (lse ** 2).mean(), "sum": (lse ** 2).sum(), "none": lse ** 2}[reduction]
+    np.testing.assert_array_equal(L.z_loss(x, coef=1.0, reduction=reduction), torch_loss.numpy())
+    np.testing.assert_array_equal(L.z_loss(x, coef=1.0, reduction=reduction), expected)
+    assert L.z_loss_grad(x, reduction=reduction).shape == (3, 0)
+    assert L.z_loss(np.zeros((0, 4)), reduction="sum") == 0
+
+
+def test_deviation_bce_at_minus_infinity_with_a_positive_target():
+    """torch gives NaN for BCE with logits at x = -inf, y > 0; the loss is +inf."""
+    x, y = np.array([-np.inf, -np.inf]), np.array([0.5, 1.0])
+    assert torch.isnan(F.binary_cross_entropy_with_logits(
+        torch.from_numpy(x), torch.from_numpy(y), reduction="none")).all()
+    np.testing.assert_array_equal(L.binary_cross_entropy_with_logits(x, y, reduction="none"),
+                                  [np.inf, np.inf])

@@ -309,3 +309,85 @@ def test_no_classes_every_target_ignored(reduction):
     expected = {"none": np.zeros(3), "sum": 0.0, "mean": np.nan}[reduction]
     np.testing.assert_array_equal(celib.cross_entropy(x, t, reduction=reduction), expected)
     assert celib.cross_entropy_grad(x, t, reduction=reduction).shape == (3, 0)
+
+
+# ---------------------------------------------------------------------------
+# issue 11: the input contract against torch 2.13 (followed, or a listed deviation)
+# ---------------------------------------------------------------------------
+
+def test_probability_target_wider_than_logits_promotes_the_loss_dtype():
+    # torch promotes: float32 logits with float64 probabilities give a float64 loss
+    import torch
+    rng = np.random.default_rng(8)
+    for xdt, qdt in ((np.float32, np.float64), (np.float16, np.float32),
+                     (np.float32, np.float16), (np.float64, np.float32)):
+        x = rng.standard_normal((4, 3)).astype(xdt)
+        q = rng.dirichlet(np.ones(3), 4).astype(qdt)
+        for reduction in ("mean", "none"):
+            expected = torch.nn.functional.cross_entropy(
+                torch.from_numpy(x), torch.from_numpy(q), reduction=reduction).numpy()
+            got = celib.cross_entropy(x, q, reduction=reduction)
+            assert got.dtype == expected.dtype, (xdt, qdt)
+            np.testing.assert_allclose(got, expected, rtol=2e-3)
+            assert celib.cross_entropy_grad(x, q, reduction=reduction).dtype == xdt
+
+
+@pytest.mark.parametrize("ignore_index", [2**63, -2**63 - 1, 10**30])
+def test_ignore_index_beyond_int64_is_an_error_as_torch(ignore_index):
+    with pytest.raises(ValueError, match=f"ignore_index={ignore_index}"):
+        celib.cross_entropy(np.zeros((2, 3)), np.array([0, 1]), ignore_index=ignore_index)
+
+
+def test_one_dimensional_logits_accept_a_target_of_shape_one_as_torch():
+    x = np.array([0.5, 2.0, -1.0])
+    for reduction in ("mean", "sum", "none"):
+        got = celib.cross_entropy(x, np.array([1]), reduction=reduction)
+        assert got.shape == ()
+        assert got == celib.cross_entropy(x, np.array(1), reduction=reduction)
+        np.testing.assert_array_equal(
+            celib.cross_entropy_grad(x, np.array([1]), reduction=reduction),
+            celib.cross_entropy_grad(x, np.array(1), reduction=reduction))
+
+
+def test_deviation_weight_dtype_may_differ_from_the_logits():
+    """torch raises for a weight whose dtype is not the logits'; celib computes with it."""
+    import torch
+    x, y = np.array([[2.0, 0.0, 0.5]], np.float32), np.array([1])
+    w = np.array([1.0, 2.0, 0.5])   # float64
+    with pytest.raises(RuntimeError, match="expected scalar type"):
+        torch.nn.functional.cross_entropy(torch.from_numpy(x), torch.from_numpy(y),
+                                          weight=torch.from_numpy(w))
+    got = celib.cross_entropy(x, y, weight=w)
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, celib.cross_entropy(x.astype(np.float64), y), rtol=1e-6)
+    from celib.torch_ops import cross_entropy as torch_ce
+    np.testing.assert_allclose(torch_ce(torch.from_numpy(x), torch.from_numpy(y),
+                                        weight=torch.from_numpy(w)).numpy(), got, rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.int16, np.int8])
+def test_deviation_narrow_integer_targets_are_class_indices(dtype):
+    """torch accepts only int64 and uint8 class indices; celib any integer dtype."""
+    import torch
+    x, y = np.array([[2.0, 0.0, 0.5], [0.1, 0.2, 0.3]]), np.array([1, -100])
+    with pytest.raises(RuntimeError, match="expected target dtype to be Long or Byte"):
+        torch.nn.functional.cross_entropy(torch.from_numpy(x), torch.from_numpy(y.astype(dtype)))
+    assert celib.cross_entropy(x, y.astype(dtype)) == celib.cross_entropy(x, y)
+    from celib.torch_ops import cross_entropy as torch_ce
+    assert torch_ce(torch.from_numpy(x), torch.from_numpy(y.astype(dtype))).item() == \
+        celib.cross_entropy(x, y)
+
+
+def test_deviation_elementwise_mean_is_rejected():
+    """torch accepts its deprecated alias reduction='elementwise_mean' (with a warning)."""
+    import warnings
+
+    import torch
+    x, y = np.array([[2.0, 0.0, 0.5]]), np.array([1])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.nn.functional.cross_entropy(torch.from_numpy(x), torch.from_numpy(y),
+                                          reduction="elementwise_mean")
+    assert any("deprecated" in str(w.message) for w in caught)
+    with pytest.raises(ValueError, match="elementwise_mean"):
+        celib.cross_entropy(x, y, reduction="elementwise_mean")

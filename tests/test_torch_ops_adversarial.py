@@ -157,3 +157,144 @@ def test_linear_create_graph_is_refused_not_silent():
     loss = linear_cross_entropy(x, W, torch.tensor([0, 1, 2, 3, 0]))
     with pytest.raises(RuntimeError, match="not twice differentiable"):
         torch.autograd.grad(loss, x, create_graph=True)
+
+
+# ---------------------------------------------------------------------------
+# issue 11: wrong numbers found by a second adversarial comparison with torch 2.13
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
+def test_uint8_targets_of_100_and_above(reduction):
+    # celib compared uint8 targets with ignore_index -100 in uint8 arithmetic (-100 -> 156):
+    # a target 156 was ignored and targets >= 100 were reported out of range
+    gen = torch.Generator().manual_seed(11)
+    x = torch.randn(4, 200, dtype=torch.float64, generator=gen, requires_grad=True)
+    y = torch.tensor([156, 100, 3, 199], dtype=torch.uint8)
+    loss = _ce(x, y, reduction=reduction)
+    expected = F.cross_entropy(x, y, reduction=reduction)
+    torch.testing.assert_close(loss, expected)
+    g = torch.ones_like(loss)
+    torch.testing.assert_close(torch.autograd.grad(loss, x, g)[0],
+                               torch.autograd.grad(expected, x, g)[0])
+    W = torch.randn(200, 3, dtype=torch.float64, generator=gen)
+    h = torch.randn(4, 3, dtype=torch.float64, generator=gen)
+    torch.testing.assert_close(linear_cross_entropy(h, W, y, reduction=reduction),
+                               F.cross_entropy(h @ W.T, y, reduction=reduction))
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+@pytest.mark.parametrize("case", ["weight0", "zero_probabilities"])
+def test_row_without_softmax_and_zero_effective_target_is_nan(bad, case):
+    # the row has no softmax; its target carries no mass. torch and the reference: NaN
+    x = torch.tensor([[bad, 0.0, 1.0], [0.5, 0.0, 1.0]], dtype=torch.float64)
+    if case == "weight0":
+        target, kw = torch.tensor([1, 2]), dict(weight=torch.tensor([1.0, 0.0, 1.0],
+                                                                   dtype=torch.float64))
+    else:
+        target, kw = torch.tensor([[0.0, 0.0, 0.0], [0.2, 0.3, 0.5]], dtype=torch.float64), {}
+    xg = x.clone().requires_grad_()
+    loss = _ce(xg, target, reduction="none", **kw)
+    expected = F.cross_entropy(x, target, reduction="none", **kw)
+    ref = reference.cross_entropy(x.numpy(), target.numpy(), reduction="none",
+                                  **{k: v.numpy() for k, v in kw.items()})
+    assert math.isnan(expected[0]) and math.isnan(ref[0])
+    torch.testing.assert_close(loss.detach(), torch.from_numpy(ref), equal_nan=True)
+    loss.sum().backward()
+    ref_grad = reference.cross_entropy_grad(x.numpy(), target.numpy(), reduction="none",
+                                            grad_output=np.ones(2),
+                                            **{k: v.numpy() for k, v in kw.items()})
+    torch.testing.assert_close(xg.grad, torch.from_numpy(ref_grad), equal_nan=True)
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_one_class_with_a_non_finite_logit_gives_nan_gradient(bad):
+    # C = 1: the true-class gradient was an empty sum over the other classes, 0
+    x = torch.tensor([[bad], [2.0]], dtype=torch.float64, requires_grad=True)
+    y = torch.tensor([0, 0])
+    loss = _ce(x, y, reduction="sum")
+    (g,) = torch.autograd.grad(loss, x)
+    xt = x.detach().clone().requires_grad_()
+    (gt,) = torch.autograd.grad(F.cross_entropy(xt, y, reduction="sum"), xt)
+    ref = reference.cross_entropy_grad(x.detach().numpy(), y.numpy(), reduction="sum")
+    assert torch.isnan(gt[0, 0]) and np.isnan(ref[0, 0])
+    torch.testing.assert_close(g, torch.from_numpy(ref), equal_nan=True)
+    torch.testing.assert_close(loss, F.cross_entropy(x.detach(), y, reduction="sum"),
+                               equal_nan=True)
+
+
+@pytest.mark.parametrize("offset", [1e4, 1e5])
+def test_label_smoothing_with_a_large_common_offset_keeps_float32_precision(offset):
+    # the smoothing term was C * lse - sum(x): cancellation at a large common offset
+    gen = torch.Generator().manual_seed(5)
+    x32 = (torch.randn(64, 50, dtype=torch.float64, generator=gen) + offset).float()
+    y = torch.randint(0, 50, (64,), generator=gen)
+    truth = F.cross_entropy(x32.double(), y, label_smoothing=0.1, reduction="none")
+    for got in (_ce(x32, y, label_smoothing=0.1, reduction="none"),
+                linear_cross_entropy(x32, torch.eye(50), y, label_smoothing=0.1,
+                                     reduction="none")):
+        err = ((got.double() - truth).abs() / truth.abs()).max().item()
+        theirs = F.cross_entropy(x32, y, label_smoothing=0.1, reduction="none").double()
+        err_torch = ((theirs - truth).abs() / truth.abs()).max().item()
+        assert err <= max(4 * err_torch, 1e-6), (err, err_torch)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_loss_dtype_follows_torch_promotion_with_wider_probabilities(reduction):
+    # float32 logits with float64 probabilities: torch returns float64, celib gave float32
+    gen = torch.Generator().manual_seed(6)
+    for xdt, qdt in ((torch.float32, torch.float64), (torch.float16, torch.float32),
+                     (torch.float32, torch.float16)):
+        x = torch.randn(5, 4, generator=gen).to(xdt).requires_grad_()
+        q = torch.softmax(torch.randn(5, 4, generator=gen), 1).to(qdt)
+        loss = _ce(x, q, reduction=reduction)
+        expected = F.cross_entropy(x, q, reduction=reduction)
+        assert loss.dtype == expected.dtype, (xdt, qdt)
+        torch.testing.assert_close(loss, expected, rtol=2e-3, atol=2e-3)
+        (g,) = torch.autograd.grad(loss.sum(), x)
+        assert g.dtype == xdt
+        ref = reference.cross_entropy(x.detach().numpy(), q.numpy(), reduction=reduction)
+        assert ref.dtype == torch.empty((), dtype=expected.dtype).numpy().dtype
+
+
+def test_ignore_index_beyond_int64_is_refused_as_torch():
+    x, y = torch.randn(3, 4), torch.tensor([0, 1, 2])
+    with pytest.raises((ValueError, RuntimeError, OverflowError)):
+        F.cross_entropy(x, y, ignore_index=2**63)
+    for fn in (_ce, lambda *a, **k: reference.cross_entropy(x.numpy(), y.numpy(), **k)):
+        with pytest.raises(ValueError, match="ignore_index"):
+            fn(x, y, ignore_index=2**63)
+        with pytest.raises(ValueError, match="ignore_index"):
+            fn(x, y, ignore_index=-2**63 - 1)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_one_dimensional_logits_with_a_target_of_shape_one(reduction):
+    # torch's forward accepts (C,) logits with a (1,) target (one element); celib raised.
+    # (torch's backward then fails with "size mismatch": the gradient is compared with
+    # the one of a 0-d target)
+    x = torch.tensor([0.5, 2.0, -1.0], dtype=torch.float64, requires_grad=True)
+    y = torch.tensor([1])
+    loss = _ce(x, y, reduction=reduction)
+    expected = F.cross_entropy(x.detach(), y, reduction=reduction)
+    torch.testing.assert_close(loss, expected)
+    one = F.cross_entropy(x, y[0], reduction=reduction)
+    torch.testing.assert_close(torch.autograd.grad(loss, x)[0], torch.autograd.grad(one, x)[0])
+    ref = reference.cross_entropy(x.detach().numpy(), y.numpy(), reduction=reduction)
+    np.testing.assert_allclose(ref, expected.numpy())
+    assert ref.shape == tuple(expected.shape)
+    W = torch.eye(3, dtype=torch.float64)
+    torch.testing.assert_close(linear_cross_entropy(x.detach(), W, y, reduction=reduction),
+                               expected)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_linear_weight_changed_in_place_before_backward_is_refused(reduction):
+    # the gradients were computed in the forward: a change of W in place gave old gradients
+    x = torch.randn(5, 3, requires_grad=True)
+    W = torch.randn(4, 3, requires_grad=True)
+    y = torch.tensor([0, 1, 2, 3, 0])
+    loss = linear_cross_entropy(x, W, y, reduction=reduction)
+    with torch.no_grad():
+        W.mul_(2.0)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        loss.backward()
