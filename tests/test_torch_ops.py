@@ -102,6 +102,115 @@ def test_matches_torch_and_reference(p):
     np.testing.assert_allclose(grad.numpy(), ref_grad, rtol=1e-9, atol=1e-10)
 
 
+def _check_against_torch_and_reference(x, t, kw, linear=True, equal_nan=True, torch_t=None):
+    """Loss and gradient of the torch backend (and linear_cross_entropy with W = I) against
+    F.cross_entropy (given ``torch_t`` for the target, if set) and the reference."""
+    from celib.torch_ops import linear_cross_entropy
+    xg = x.clone().requires_grad_()
+    loss = cross_entropy(xg, t, backend="torch", **kw)
+    g = torch.randn(loss.shape, dtype=x.dtype, generator=torch.Generator().manual_seed(0))
+    (grad,) = torch.autograd.grad(loss, xg, g)
+    xt = x.clone().requires_grad_()
+    expected = F.cross_entropy(xt, t if torch_t is None else torch_t, **kw)
+    (expected_grad,) = torch.autograd.grad(expected, xt, g)
+    assert loss.dtype == expected.dtype and loss.shape == expected.shape
+    close = dict(rtol=1e-9, atol=1e-10, equal_nan=equal_nan)
+    torch.testing.assert_close(loss, expected, **close)
+    torch.testing.assert_close(grad, expected_grad, **close)
+    np_kw = {k: (v.numpy() if isinstance(v, torch.Tensor) else v) for k, v in kw.items()}
+    ref = reference.cross_entropy(x.numpy(), t.numpy(), **np_kw)
+    ref_grad = reference.cross_entropy_grad(x.numpy(), t.numpy(), grad_output=g.numpy(), **np_kw)
+    np.testing.assert_allclose(loss.detach().numpy(), ref, rtol=1e-9, atol=1e-10)
+    np.testing.assert_allclose(grad.numpy(), ref_grad, rtol=1e-9, atol=1e-10)
+    if linear and x.dim() == 2:
+        lin = linear_cross_entropy(x, torch.eye(x.shape[1], dtype=x.dtype), t, chunk_size=2, **kw)
+        torch.testing.assert_close(lin, expected, **close)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(C=st.sampled_from([1, 3, 6, 101, 157, 256]), N=st.integers(0, 6),
+       seed=st.integers(0, 2**31 - 1), ignore_index=st.sampled_from([-100, 0, 156, 255]),
+       reduction=st.sampled_from(["mean", "sum", "none"]),
+       label_smoothing=st.sampled_from([0.0, 0.2]), weighted=st.booleans())
+def test_uint8_targets(C, N, seed, ignore_index, reduction, label_smoothing, weighted):
+    # uint8 class indices: compared with ignore_index in int64, never wrapped
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, C, N)
+    if ignore_index >= 0:                          # (a uint8 target cannot hold -100)
+        y = np.where(rng.random(N) < 0.3, ignore_index, y)
+    if ((y != ignore_index) & ((y < 0) | (y >= C))).any():
+        y = np.where(y == ignore_index, 0, y)      # ignore_index outside [0, C) and not used
+    x = torch.tensor(rng.normal(size=(N, C)) * 3)
+    kw = dict(ignore_index=ignore_index, reduction=reduction, label_smoothing=label_smoothing)
+    if weighted:
+        kw["weight"] = torch.tensor(rng.random(C) + 0.1)
+    t = torch.tensor(y.astype(np.uint8))
+    # torch 2.13 takes uint8 targets, except with label smoothing (gather wants int64)
+    _check_against_torch_and_reference(x, t, kw, torch_t=t.long() if label_smoothing else t)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(C=st.integers(1, 5), seed=st.integers(0, 2**31 - 1),
+       bad=st.sampled_from(["nan", "inf", "all -inf"]), kind=st.sampled_from(["weight", "probs"]),
+       reduction=st.sampled_from(["mean", "sum", "none"]))
+def test_non_finite_rows_with_zero_effective_target(C, seed, bad, kind, reduction):
+    # a row without softmax whose target carries no mass: NaN, as torch and the reference
+    rng = np.random.default_rng(seed)
+    N = 4
+    x = rng.normal(size=(N, C))
+    rows = rng.random(N) < 0.5
+    rows[0] = True
+    for n in np.flatnonzero(rows):
+        if bad == "all -inf":
+            x[n] = -np.inf
+        else:
+            x[n, rng.integers(0, C)] = np.nan if bad == "nan" else np.inf
+    if kind == "weight":
+        y = rng.integers(0, C, N)
+        w = rng.random(C) + 0.1
+        w[y[rows]] = 0.0                      # the target classes of the bad rows: weight 0
+        t, kw = torch.tensor(y), dict(weight=torch.tensor(w))
+    else:
+        q = rng.dirichlet(np.ones(C), N)
+        q[rows] = 0.0                         # no mass at all
+        t, kw = torch.tensor(q), {}
+    _check_against_torch_and_reference(torch.tensor(x), t, dict(kw, reduction=reduction))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(values=st.lists(st.sampled_from([0.5, -3.0, np.nan, np.inf, -np.inf]), min_size=1,
+                       max_size=5),
+       reduction=st.sampled_from(["mean", "sum", "none"]),
+       label_smoothing=st.sampled_from([0.0, 0.3]), weight=st.sampled_from([None, 2.0]))
+def test_one_class_with_non_finite_logits(values, reduction, label_smoothing, weight):
+    # C = 1: the true class's gradient is NaN for a row without softmax (not an empty sum)
+    x = torch.tensor(values, dtype=torch.float64)[:, None]
+    kw = dict(reduction=reduction, label_smoothing=label_smoothing)
+    if weight is not None:
+        kw["weight"] = torch.tensor([weight], dtype=torch.float64)
+    _check_against_torch_and_reference(x, torch.zeros(len(values), dtype=torch.long), kw)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(offset=st.sampled_from([1e3, -1e4, 1e4, 1e5]), seed=st.integers(0, 2**31 - 1),
+       label_smoothing=st.sampled_from([0.05, 0.5, 1.0]), weighted=st.booleans(),
+       C=st.integers(2, 40))
+def test_offset_logits_with_smoothing_keep_float32_precision(offset, seed, label_smoothing,
+                                                             weighted, C):
+    # the smoothing term from the shifted logits: as accurate as torch's in float32
+    rng = np.random.default_rng(seed)
+    x = torch.tensor(rng.normal(size=(16, C)) + offset, dtype=torch.float32)
+    y = torch.tensor(rng.integers(0, C, 16))
+    kw = dict(reduction="none", label_smoothing=label_smoothing)
+    if weighted:
+        kw["weight"] = torch.tensor(rng.random(C) + 0.1, dtype=torch.float32)
+    truth = F.cross_entropy(x.double(), y, **{**kw, "weight": None if not weighted
+                                              else kw["weight"].double()})
+    err_torch = ((F.cross_entropy(x, y, **kw).double() - truth).abs() / truth).max().item()
+    err = ((cross_entropy(x, y, backend="torch", **kw).double() - truth).abs() / truth).max()
+    assert err.item() <= max(4 * err_torch, 2e-6), (err.item(), err_torch)
+
+
 # ---------------------------------------------------------------------------
 # gradcheck in float64
 # ---------------------------------------------------------------------------

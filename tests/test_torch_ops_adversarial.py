@@ -298,3 +298,87 @@ def test_linear_weight_changed_in_place_before_backward_is_refused(reduction):
         W.mul_(2.0)
     with pytest.raises(RuntimeError, match="modified by an inplace operation"):
         loss.backward()
+
+
+# ---------------------------------------------------------------------------
+# torch.func: grad, jacrev, jacfwd, jvp, vmap and forward-mode AD, against F.cross_entropy
+# ---------------------------------------------------------------------------
+
+def _func_problem():
+    gen = torch.Generator().manual_seed(12)
+    x = torch.randn(4, 5, dtype=torch.float64, generator=gen)
+    y = torch.tensor([0, 4, -100, 2])
+    q = torch.softmax(torch.randn(4, 5, dtype=torch.float64, generator=gen), 1)
+    w = torch.rand(5, dtype=torch.float64, generator=gen) + 0.5
+    return x, y, q, w
+
+
+@pytest.mark.parametrize("kind", ["indices", "probabilities"])
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_torch_func_transforms_match_torch(kind, reduction):
+    x, y, q, w = _func_problem()
+    t = y if kind == "indices" else q
+    kw = dict(weight=w, label_smoothing=0.1, reduction=reduction)
+
+    def ours(a):
+        return _ce(a, t, **kw).sum()
+
+    def theirs(a):
+        return F.cross_entropy(a, t, **kw).sum()
+
+    tf = torch.func
+    torch.testing.assert_close(tf.grad(ours)(x), tf.grad(theirs)(x))
+    torch.testing.assert_close(tf.jacrev(tf.grad(ours))(x), tf.jacrev(tf.grad(theirs))(x))
+    torch.testing.assert_close(tf.jacfwd(ours)(x), tf.jacfwd(theirs)(x))
+    v = torch.ones_like(x)
+    torch.testing.assert_close(tf.jvp(ours, (x,), (v,)), tf.jvp(theirs, (x,), (v,)))
+    # vmap over a batch of logits (the target shared)
+    xs = torch.stack([x, 2 * x, x - 1])
+    torch.testing.assert_close(tf.vmap(ours)(xs), tf.vmap(theirs)(xs))
+    torch.testing.assert_close(tf.vmap(tf.grad(ours))(xs), tf.vmap(tf.grad(theirs))(xs))
+    # forward-mode AD outside torch.func
+    import torch.autograd.forward_ad as fwAD
+    with fwAD.dual_level():
+        ours_t = fwAD.unpack_dual(ours(fwAD.make_dual(x, v))).tangent
+        theirs_t = fwAD.unpack_dual(theirs(fwAD.make_dual(x, v))).tangent
+    torch.testing.assert_close(ours_t, theirs_t)
+    # and linear_cross_entropy
+    W = torch.eye(5, dtype=torch.float64)
+
+    def linear(a):
+        return linear_cross_entropy(a, W, t, **kw).sum()
+
+    torch.testing.assert_close(tf.grad(linear)(x), tf.grad(theirs)(x))
+    torch.testing.assert_close(tf.vmap(linear)(xs), tf.vmap(theirs)(xs))
+
+
+def test_torch_func_probability_target_vmapped_and_differentiated():
+    x, _, q, w = _func_problem()
+    qs = torch.stack([q, q.flip(0)])
+    tf = torch.func
+    torch.testing.assert_close(tf.vmap(lambda b: _ce(x, b, weight=w))(qs),
+                               tf.vmap(lambda b: F.cross_entropy(x, b, weight=w))(qs))
+    torch.testing.assert_close(tf.grad(lambda b: _ce(x, b, weight=w), argnums=0)(q),
+                               tf.grad(lambda b: F.cross_entropy(x, b, weight=w))(q))
+
+
+def test_torch_func_vmap_over_class_indices_is_refused_by_name():
+    x, y, _, _ = _func_problem()
+    ys = torch.stack([y, y.flip(0)])
+    with pytest.raises(NotImplementedError, match="torch.func.vmap"):
+        torch.func.vmap(lambda t: _ce(x, t))(ys)
+
+
+def test_torch_func_special_values_as_the_backend():
+    # the plain-ops path keeps the backends' values: NaN for no softmax, 0 for ignored rows
+    x = torch.tensor([[math.nan, 0.0, 1.0], [math.inf, 0.0, 1.0], [0.0, -math.inf, 1.0]],
+                     dtype=torch.float64)
+    for y in (torch.tensor([0, 1, 2]), torch.tensor([-100, -100, 2])):
+        expected_loss = _ce(x, y, reduction="none")
+        xg = x.clone().requires_grad_()
+        (expected_grad,) = torch.autograd.grad(_ce(xg, y, reduction="none").sum(), xg)
+        torch.testing.assert_close(torch.func.vmap(lambda a: _ce(a, y, reduction="none"))(
+            x[None])[0], expected_loss, equal_nan=True)
+        torch.testing.assert_close(
+            torch.func.grad(lambda a: _ce(a, y, reduction="none").sum())(x), expected_grad,
+            equal_nan=True)

@@ -7,7 +7,7 @@ Under a torch.func transform (or forward-mode AD) the loss is computed by
 from __future__ import annotations
 
 from . import functional, triton_backend
-from .checks import Spec
+from .checks import Spec, active_transform
 from .torch_backend import CrossEntropyTorch
 
 
@@ -86,8 +86,7 @@ def cross_entropy(logits, target, *, weight=None, ignore_index=-100, reduction="
     if functional.needs_composite(logits, target):
         if inplace_backward:
             raise ValueError(f"inplace_backward=True cannot run under "
-                             f"{functional.active_transform() or 'forward-mode AD'}")
-        functional.check_target_not_batched(target, spec)
+                             f"{active_transform() or 'forward-mode AD'}")
         return functional.composite_cross_entropy(logits, target, weight, spec)
     if chosen == "triton" and triton_backend.handles(spec, logits):
         return triton_backend.cross_entropy(logits, target, weight, spec, inplace_backward)

@@ -18,10 +18,20 @@ FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
 def _numpy_dtype(dtype):
-    """A NumPy dtype of the same kind (bfloat16 reads as float32: it only passes float checks)."""
-    if dtype == torch.bfloat16:
-        return np.dtype(np.float32)
-    return torch.empty((), dtype=dtype).numpy().dtype
+    """A NumPy dtype of the same kind: floats other than NumPy's (bfloat16, float8) read as
+    float32, complex as complex128, integers by name (int64 when NumPy lacks it).
+
+    Looked up, not computed from a tensor: under a torch.func transform a new tensor
+    has no storage to convert.
+    """
+    name = str(dtype).removeprefix("torch.")
+    if dtype.is_complex:
+        return np.dtype(np.complex128)
+    if dtype.is_floating_point:
+        return np.dtype(name) if name in ("float16", "float32", "float64") else np.dtype(np.float32)
+    if dtype == torch.bool:
+        return np.dtype(np.bool_)
+    return np.dtype(name) if isinstance(getattr(np, name, None), type) else np.dtype(np.int64)
 
 
 def _summary(t):
@@ -70,6 +80,28 @@ def compute_dtype(dtype):
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
+_TRANSFORM_NAMES = {"Vmap": "torch.func.vmap", "Grad": "torch.func.grad (or jacrev, vjp)",
+                    "Jvp": "torch.func.jvp (or jacfwd)", "Functionalize": "torch.func.functionalize"}
+
+
+def active_transform():
+    """The innermost torch.func transform active now (as a name), or None."""
+    interpreter = torch._C._functorch.peek_interpreter_stack()
+    if interpreter is None:
+        return None
+    key = interpreter.key().name
+    return _TRANSFORM_NAMES.get(key, key)
+
+
+def check_target_not_batched(target, kind):
+    """Class indices are checked on the host; a batched (vmapped) target cannot be: say so."""
+    if kind == "indices" and torch._C._functorch.is_functorch_wrapped_tensor(target):
+        raise NotImplementedError(
+            f"celib.torch_ops: class-index targets cannot be transformed by "
+            f"{active_transform()} (they are checked on the host); map over the logits only, "
+            "or use probability targets")
+
+
 class Spec:
     """Checked options and the shape bookkeeping of one call, shared by the backends.
 
@@ -98,6 +130,7 @@ class Spec:
         if target.device != logits.device and logits.device.type != "meta":
             raise ValueError(f"target is on {target.device} but logits on {logits.device}")
         self.ignore_index = _checks.check_ignore_index(ignore_index)
+        check_target_not_batched(target, self.kind)
         if self.kind == "indices":
             check_class_indices(target, C, self.ignore_index)
             self.loss_dtype = logits.dtype

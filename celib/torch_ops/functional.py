@@ -16,20 +16,8 @@ import math
 import torch
 
 from . import rows as R
+from .checks import active_transform
 from .torch_backend import make_target
-
-_TRANSFORM_NAMES = {"Vmap": "torch.func.vmap", "Grad": "torch.func.grad (or jacrev, vjp)",
-                    "Jvp": "torch.func.jvp (or jacfwd)", "Functionalize": "torch.func.functionalize"}
-
-
-def active_transform():
-    """The innermost torch.func transform active now (as a name), or None."""
-    interpreter = torch._C._functorch.peek_interpreter_stack()
-    if interpreter is None:
-        return None
-    key = interpreter.key().name
-    return _TRANSFORM_NAMES.get(key, key)
-
 
 def needs_composite(*tensors):
     """True under a torch.func transform, or for a dual tensor of forward-mode AD."""
@@ -37,15 +25,6 @@ def needs_composite(*tensors):
         return True
     from torch.autograd import forward_ad
     return any(t is not None and forward_ad.unpack_dual(t).tangent is not None for t in tensors)
-
-
-def check_target_not_batched(target, spec):
-    """Class indices are checked on the host; a batched (vmapped) target cannot be: say so."""
-    if spec.kind == "indices" and torch._C._functorch.is_functorch_wrapped_tensor(target):
-        raise NotImplementedError(
-            f"celib.torch_ops: class-index targets cannot be transformed by "
-            f"{active_transform()} (they are checked on the host); map over the logits only, "
-            "or use probability targets")
 
 
 def composite_cross_entropy(logits, target, weight, spec):

@@ -243,7 +243,6 @@ def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weig
     elif chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive number of rows, got {chunk_size!r}")
     if functional.needs_composite(input, linear_weight, linear_bias, target):
-        functional.check_target_not_batched(target, spec)
         logits = torch.nn.functional.linear(input, linear_weight, linear_bias)
         return functional.composite_cross_entropy(logits, target, weight, spec)
     x = input.reshape(spec.M, H)
