@@ -391,3 +391,18 @@ def test_deviation_elementwise_mean_is_rejected():
     assert any("deprecated" in str(w.message) for w in caught)
     with pytest.raises(ValueError, match="elementwise_mean"):
         celib.cross_entropy(x, y, reduction="elementwise_mean")
+
+
+def test_float16_cast_of_subnormals_is_numpys_bit_for_bit():
+    # the reference writes float16 subnormals from their bits (NumPy's cast of them is slow)
+    from celib.reference import _cast
+    rng = np.random.default_rng(9)
+    v = np.concatenate([
+        rng.standard_normal(20000) * 10.0 ** rng.integers(-12, 3, 20000),
+        np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 2.0**-14, -(2.0**-14), 2.0**-25,
+                  3 * 2.0**-25, 5 * 2.0**-25, 2.0**-24 * 1023.5, 1e-45, 65520.0])
+    ]).astype(np.float32)
+    for a in (v, v[:20007].reshape(-1, 3)[:, ::2]):
+        got, expected = _cast(a, np.float16), a.astype(np.float16)
+        assert got.dtype == np.float16 and got.shape == a.shape
+        np.testing.assert_array_equal(got.view(np.uint16), expected.view(np.uint16))
