@@ -30,6 +30,8 @@ book: $(STAMP)
 	@echo "The book is in _build/html/index.html"
 
 test: $(STAMP)
+	$(BIN)/ruff check
+	$(BIN)/ruff format --check
 	$(BIN)/python -m pytest
 
 clean:

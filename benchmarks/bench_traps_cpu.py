@@ -61,8 +61,10 @@ def _torch_confident_rows():
         xg = x.clone().requires_grad_()
         fn(xg, y).backward()
 
-    return (lambda: step(lambda a, b: cross_entropy(a, b, backend="torch")),
-            lambda: step(F.cross_entropy))
+    return (
+        lambda: step(lambda a, b: cross_entropy(a, b, backend="torch")),
+        lambda: step(F.cross_entropy),
+    )
 
 
 def _linear_no_grad():
@@ -70,7 +72,9 @@ def _linear_no_grad():
     h = torch.randn(2048, 256, generator=gen, requires_grad=True)
     W = (torch.randn(8000, 256, generator=gen) / 16).requires_grad_()
     y = torch.randint(0, 8000, (2048,), generator=gen)
-    torch_lce = getattr(F, "linear_cross_entropy", lambda a, b, c: F.cross_entropy(F.linear(a, b), c))
+    torch_lce = getattr(
+        F, "linear_cross_entropy", lambda a, b, c: F.cross_entropy(F.linear(a, b), c)
+    )
 
     def ours():
         with torch.no_grad():
@@ -83,13 +87,15 @@ def _linear_no_grad():
     return ours, theirs
 
 
-CASES = {"reference_float16": _reference_float16,
-         "torch_confident_rows": _torch_confident_rows,
-         "linear_no_grad": _linear_no_grad}
+CASES = {
+    "reference_float16": _reference_float16,
+    "torch_confident_rows": _torch_confident_rows,
+    "linear_no_grad": _linear_no_grad,
+}
 
 
 def _ratio(ours, theirs, repeats):
-    ours(), theirs()                                   # warm-up
+    ours(), theirs()  # warm-up
     t_ours, t_theirs = [], []
     for _ in range(repeats):
         for fn, times in ((ours, t_ours), (theirs, t_theirs)):
@@ -107,8 +113,10 @@ def main():
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"ATEN_CPU_CAPABILITY={os.environ.get('ATEN_CPU_CAPABILITY', '(native)')}")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"ATEN_CPU_CAPABILITY={os.environ.get('ATEN_CPU_CAPABILITY', '(native)')}"
+    )
     for name in args.case or CASES:
         ratio = _ratio(*CASES[name](), args.repeats)
         print(f"{name:22s} celib / torch = {ratio:6.2f}   {'ok' if ratio <= 3 else 'OVER 3x'}")

@@ -108,7 +108,8 @@ def check_ignore_index(ignore_index):
     A float, None or a string would be compared with the targets and silently ignore
     nothing (or, for True, class 1); raise TypeError instead.
     """
-    if isinstance(ignore_index, (bool, np.bool_)) or not isinstance(ignore_index, (int, np.integer)):
+    is_int = isinstance(ignore_index, (int, np.integer))
+    if isinstance(ignore_index, (bool, np.bool_)) or not is_int:
         raise TypeError(
             f"ignore_index must be an integer, got {ignore_index!r} "
             f"of type {type(ignore_index).__name__}"

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 try:
     import torch  # noqa: F401
-except ImportError as error:   # pragma: no cover - depends on the environment
+except ImportError as error:  # pragma: no cover - depends on the environment
     raise ImportError(
         "celib.torch_ops needs PyTorch, which is not installed: pip install celib[torch] "
         "(the NumPy reference, celib.cross_entropy, works without it)"
@@ -48,3 +48,6 @@ from .triton_backend import BACKENDS
 from .triton_backend import linear_uses_triton as _linear_uses_triton
 
 __all__ = ["cross_entropy", "linear_cross_entropy", "BACKENDS"]
+# internals under their former names, for chapter 8 (which prints _linear_pass), the tests
+# and benchmarks/tune_gpu_kernel.py
+_INTERNALS = (_check_class_indices, _linear_pass, _IndexRows, _linear_uses_triton)

@@ -11,8 +11,17 @@ from .checks import Spec, active_transform
 from .torch_backend import CrossEntropyTorch
 
 
-def cross_entropy(logits, target, *, weight=None, ignore_index=-100, reduction="mean",
-                  label_smoothing=0.0, backend="auto", inplace_backward=False):
+def cross_entropy(
+    logits,
+    target,
+    *,
+    weight=None,
+    ignore_index=-100,
+    reduction="mean",
+    label_smoothing=0.0,
+    backend="auto",
+    inplace_backward=False,
+):
     """Cross-entropy with PyTorch's semantics and a closed-form backward.
 
     Same options, shapes and results as ``torch.nn.functional.cross_entropy``
@@ -23,7 +32,8 @@ def cross_entropy(logits, target, *, weight=None, ignore_index=-100, reduction="
 
     Parameters
     ----------
-    logits : torch.Tensor, float16/bfloat16/float32/float64, shape (C,), (N, C) or (N, C, d1, ..., dk)
+    logits : torch.Tensor, float16/bfloat16/float32/float64
+        Shape (C,), (N, C) or (N, C, d1, ..., dk).
         Unnormalised scores (nats); class axis 0 for 1-D input, else 1. Never modified
         (unless ``inplace_backward=True`` with the Triton backend, see below).
     target : torch.Tensor
@@ -85,12 +95,15 @@ def cross_entropy(logits, target, *, weight=None, ignore_index=-100, reduction="
         raise ValueError("inplace_backward=True needs backend='triton' (or 'auto' on CUDA)")
     if functional.needs_composite(logits, target):
         if inplace_backward:
-            raise ValueError(f"inplace_backward=True cannot run under "
-                             f"{active_transform() or 'forward-mode AD'}")
+            raise ValueError(
+                f"inplace_backward=True cannot run under {active_transform() or 'forward-mode AD'}"
+            )
         return functional.composite_cross_entropy(logits, target, weight, spec)
     if chosen == "triton" and triton_backend.handles(spec, logits):
         return triton_backend.cross_entropy(logits, target, weight, spec, inplace_backward)
     if inplace_backward:
-        raise ValueError("inplace_backward=True supports class-index targets and 16/32-bit "
-                         "logits only (the other cases run on the torch backend)")
+        raise ValueError(
+            "inplace_backward=True supports class-index targets and 16/32-bit "
+            "logits only (the other cases run on the torch backend)"
+        )
     return CrossEntropyTorch.apply(logits, target, weight, spec)

@@ -69,7 +69,7 @@ def check_class_indices(target, num_classes, ignore_index):
         position = tuple(int(i) for i in np.unravel_index(flat, tuple(target.shape)))
         value = int(target.reshape(-1)[flat])
         valid = f"0 to {num_classes - 1}, or " if num_classes else "none but "
-        raise IndexError(   # the message of celib._checks.check_class_indices
+        raise IndexError(  # the message of celib._checks.check_class_indices
             f"target {value} at position {position} is out of bounds for {num_classes} "
             f"classes (valid: {valid}ignore_index={ignore_index})"
         )
@@ -80,8 +80,12 @@ def compute_dtype(dtype):
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-_TRANSFORM_NAMES = {"Vmap": "torch.func.vmap", "Grad": "torch.func.grad (or jacrev, vjp)",
-                    "Jvp": "torch.func.jvp (or jacfwd)", "Functionalize": "torch.func.functionalize"}
+_TRANSFORM_NAMES = {
+    "Vmap": "torch.func.vmap",
+    "Grad": "torch.func.grad (or jacrev, vjp)",
+    "Jvp": "torch.func.jvp (or jacfwd)",
+    "Functionalize": "torch.func.functionalize",
+}
 
 
 def active_transform():
@@ -99,7 +103,8 @@ def check_target_not_batched(target, kind):
         raise NotImplementedError(
             f"celib.torch_ops: class-index targets cannot be transformed by "
             f"{active_transform()} (they are checked on the host); map over the logits only, "
-            "or use probability targets")
+            "or use probability targets"
+        )
 
 
 class Spec:
@@ -122,9 +127,11 @@ class Spec:
             if weight.requires_grad and torch.is_grad_enabled():
                 # torch raises too (nll_loss is not differentiable in weight); a silent
                 # None gradient would leave a trained weight unchanged
-                raise RuntimeError("weight requires grad, but the loss is not differentiable "
-                                   "with respect to the class weights (as in torch); pass "
-                                   "weight.detach()")
+                raise RuntimeError(
+                    "weight requires grad, but the loss is not differentiable "
+                    "with respect to the class weights (as in torch); pass "
+                    "weight.detach()"
+                )
             if weight.device != logits.device and logits.device.type != "meta":
                 raise ValueError(f"weight is on {weight.device} but logits on {logits.device}")
         if target.device != logits.device and logits.device.type != "meta":
@@ -142,7 +149,7 @@ class Spec:
         self.class_axis = class_axis
         self.C = C
         self.shape = tuple(logits.shape)
-        self.loss_shape = self.shape[:class_axis] + self.shape[class_axis + 1:]
+        self.loss_shape = self.shape[:class_axis] + self.shape[class_axis + 1 :]
         self.moved_shape = self.loss_shape + (C,)
         self.M = math.prod(self.loss_shape)
 

@@ -19,11 +19,13 @@ from . import rows as R
 from .checks import active_transform
 from .torch_backend import make_target
 
+
 def needs_composite(*tensors):
     """True under a torch.func transform, or for a dual tensor of forward-mode AD."""
     if active_transform() is not None:
         return True
     from torch.autograd import forward_ad
+
     return any(t is not None and forward_ad.unpack_dual(t).tangent is not None for t in tensors)
 
 
@@ -36,9 +38,9 @@ def composite_cross_entropy(logits, target, weight, spec):
         loss = x.sum(dim=1)
     else:
         keep = tgt.keep[:, None] if isinstance(tgt, R.IndexRows) else None
-        if keep is not None:   # an ignored row gets a gradient of exactly 0, as the backends
+        if keep is not None:  # an ignored row gets a gradient of exactly 0, as the backends
             x = torch.where(keep, x, 0.0)
-        m = x.detach().amax(dim=1, keepdim=True)      # a constant shift
+        m = x.detach().amax(dim=1, keepdim=True)  # a constant shift
         d = x - torch.where(m == -math.inf, 0.0, m)
         log_S = torch.logsumexp(d, dim=1, keepdim=True)
         a = tgt.dense(0, spec.M)

@@ -26,10 +26,12 @@ def _refuse_create_graph(what):
     is not differentiable (torch.autograd.function.once_differentiable would instead
     return a gradient without a graph, and a second-order term would silently be 0)."""
     if torch.is_grad_enabled():
-        raise RuntimeError(f"{what} is not twice differentiable: backward with "
-                           "create_graph=True (double backward, Hessian-vector products) "
-                           "is not supported; use celib.torch_ops.cross_entropy with "
-                           "backend='torch' on the logits")
+        raise RuntimeError(
+            f"{what} is not twice differentiable: backward with "
+            "create_graph=True (double backward, Hessian-vector products) "
+            "is not supported; use celib.torch_ops.cross_entropy with "
+            "backend='torch' on the logits"
+        )
 
 
 def _linear_chunk_rows(N, V, device):
@@ -52,14 +54,17 @@ def _linear_pass(x, W, b, tgt, spec, s_all, lse_out, loss_out, want, chunk):
     """
     N, V = spec.M, spec.C
     cdt = spec.cdt
-    acc = compute_dtype(W.dtype)   # accumulation dtype of dW and db
+    acc = compute_dtype(W.dtype)  # accumulation dtype of dW and db
     want_x, want_w, want_b, want_q = want
     any_grad = s_all is not None and any(want)
     gx = torch.empty_like(x) if any_grad and want_x else None
     gw = torch.zeros(W.shape, dtype=acc, device=W.device) if any_grad and want_w else None
     gb = torch.zeros(V, dtype=acc, device=x.device) if any_grad and want_b else None
-    gq = torch.empty(tgt.q.shape, dtype=tgt.q.dtype, device=x.device) \
-        if any_grad and want_q else None
+    gq = (
+        torch.empty(tgt.q.shape, dtype=tgt.q.dtype, device=x.device)
+        if any_grad and want_q
+        else None
+    )
     use_triton = triton_backend.linear_uses_triton(x, tgt)
     for lo in range(0, N, chunk):
         hi = min(N, lo + chunk)
@@ -76,7 +81,7 @@ def _linear_pass(x, W, b, tgt, spec, s_all, lse_out, loss_out, want, chunk):
                 s = s_all if s_all.dim() == 0 else s_all[lo:hi]
                 if gq is not None:
                     gq[lo:hi] = tgt.grad_target(zc, m, log_S, s, lo, hi).to(gq.dtype)
-                g = R.grad_rows_(zc, lse, tgt, s, lo, hi)   # compute dtype
+                g = R.grad_rows_(zc, lse, tgt, s, lo, hi)  # compute dtype
             del z
         if lse_out is not None:
             lse_out[lo:hi] = lse
@@ -90,8 +95,12 @@ def _linear_pass(x, W, b, tgt, spec, s_all, lse_out, loss_out, want, chunk):
             if want_b:
                 gb += g.sum(dim=0, dtype=acc)
         del g
-    return (gx, None if gw is None else gw.to(W.dtype), None if gb is None else gb.to(W.dtype),
-            None if gq is None else gq.reshape(spec.shape))
+    return (
+        gx,
+        None if gw is None else gw.to(W.dtype),
+        None if gb is None else gb.to(W.dtype),
+        None if gq is None else gq.reshape(spec.shape),
+    )
 
 
 class _LinearCrossEntropy(torch.autograd.Function):
@@ -113,8 +122,11 @@ class _LinearCrossEntropy(torch.autograd.Function):
         loss = torch.empty(N, dtype=cdt, device=x.device)
         lse = torch.empty(N, dtype=cdt, device=x.device)
         precompute = spec.reduction != "none" and any(want)
-        s = R.scale(spec, denom, torch.ones((), dtype=cdt, device=x.device), cdt) \
-            if precompute else None
+        s = (
+            R.scale(spec, denom, torch.ones((), dtype=cdt, device=x.device), cdt)
+            if precompute
+            else None
+        )
         grads = _linear_pass(x, W, b, tgt, spec, s, lse, loss, want, chunk)
         ctx.spec, ctx.tgt, ctx.denom, ctx.chunk, ctx.want = spec, tgt, denom, chunk, want
         ctx.grads = grads if precompute else None
@@ -130,21 +142,23 @@ class _LinearCrossEntropy(torch.autograd.Function):
     @staticmethod
     def _backward(ctx, grad_output):
         spec = ctx.spec
-        x, W, b = ctx.saved_tensors   # raises if any was modified in place since the forward
+        x, W, b = ctx.saved_tensors  # raises if any was modified in place since the forward
         if spec.reduction != "none":
             if ctx.grads is None:
                 raise RuntimeError(
                     "celib's linear_cross_entropy computes its gradients in the forward and "
                     "hands them over in backward; backward through it a second time is not "
-                    "supported")
+                    "supported"
+                )
             grads = ctx.grads
             if _graph_kept():  # the graph may be run again: leave the stored gradients intact
                 grads = tuple(None if g is None else g * grad_output.to(g.dtype) for g in grads)
-            else:              # hand the buffers over, scaled in place
+            else:  # hand the buffers over, scaled in place
                 ctx.grads = None
                 if not bool(grad_output == 1):  # one host sync; skips a pass for the usual 1
-                    grads = tuple(None if g is None else g.mul_(grad_output.to(g.dtype))
-                                  for g in grads)
+                    grads = tuple(
+                        None if g is None else g.mul_(grad_output.to(g.dtype)) for g in grads
+                    )
         else:
             s = R.scale(spec, ctx.denom, grad_output, spec.cdt)
             grads = _linear_pass(x, W, b, ctx.tgt, spec, s, None, None, ctx.want, ctx.chunk)
@@ -152,9 +166,18 @@ class _LinearCrossEntropy(torch.autograd.Function):
         return gx, gw, gb, gq, None, None, None, None
 
 
-def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weight=None,
-                         reduction="mean", ignore_index=-100, label_smoothing=0.0,
-                         chunk_size=None):
+def linear_cross_entropy(
+    input,
+    linear_weight,
+    target,
+    *,
+    linear_bias=None,
+    weight=None,
+    reduction="mean",
+    ignore_index=-100,
+    label_smoothing=0.0,
+    chunk_size=None,
+):
     """Cross-entropy of ``input @ linear_weight.T + linear_bias`` without the N x V logits.
 
     Same result as ``cross_entropy(F.linear(input, linear_weight, linear_bias), target,
@@ -180,7 +203,8 @@ def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weig
         for a non-None ignore_index with probability targets; celib, like
         :func:`cross_entropy`, only refuses a non-negative one).
     chunk_size : int, optional
-        Rows per chunk (a Python or NumPy integer, at least 1); default about 2^27 / V rows on CUDA and 2^22 / V on a CPU.
+        Rows per chunk (a Python or NumPy integer, at least 1); default about 2^27 / V
+        rows on CUDA and 2^22 / V on a CPU.
 
     Returns
     -------
@@ -215,17 +239,23 @@ def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weig
     if input.dim() not in (1, 2):
         raise ValueError(f"input must have shape (H,) or (N, H), got shape {tuple(input.shape)}")
     if linear_weight.dim() != 2:
-        raise ValueError("linear_weight must have shape (V, H), got shape "
-                         f"{tuple(linear_weight.shape)} (K-dimensional weights are not supported)")
+        raise ValueError(
+            "linear_weight must have shape (V, H), got shape "
+            f"{tuple(linear_weight.shape)} (K-dimensional weights are not supported)"
+        )
     V, H = linear_weight.shape
     if input.shape[-1] != H:
-        raise ValueError(f"input of shape {tuple(input.shape)} does not match linear_weight of "
-                         f"shape {tuple(linear_weight.shape)}: expected last dimension {H}")
+        raise ValueError(
+            f"input of shape {tuple(input.shape)} does not match linear_weight of "
+            f"shape {tuple(linear_weight.shape)}: expected last dimension {H}"
+        )
     if linear_bias is not None:
         check_float_tensor(linear_bias, "linear_bias")
         if tuple(linear_bias.shape) != (V,):
-            raise ValueError(f"linear_bias of shape {tuple(linear_bias.shape)} does not match "
-                             f"linear_weight of shape {tuple(linear_weight.shape)}: expected ({V},)")
+            raise ValueError(
+                f"linear_bias of shape {tuple(linear_bias.shape)} does not match "
+                f"linear_weight of shape {tuple(linear_weight.shape)}: expected ({V},)"
+            )
     for t, name in ((linear_weight, "linear_weight"), (linear_bias, "linear_bias")):
         if t is not None and t.dtype != input.dtype:
             raise TypeError(f"{name} has dtype {t.dtype} but input has dtype {input.dtype}")
@@ -233,8 +263,12 @@ def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weig
         ignore_index = -100
     logits_meta = torch.empty(tuple(input.shape[:-1]) + (V,), dtype=input.dtype, device="meta")
     spec = Spec(logits_meta, target, weight, ignore_index, reduction, label_smoothing)
-    for t, name in ((target, "target"), (linear_weight, "linear_weight"),
-                    (linear_bias, "linear_bias"), (weight, "weight")):
+    for t, name in (
+        (target, "target"),
+        (linear_weight, "linear_weight"),
+        (linear_bias, "linear_bias"),
+        (weight, "weight"),
+    ):
         if t is not None and t.device != input.device:
             raise ValueError(f"{name} is on {t.device} but input on {input.device}")
     if chunk_size is None:
@@ -249,5 +283,13 @@ def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weig
     x = input.reshape(spec.M, H)
     if x.stride(-1) != 1:
         x = x.contiguous()
-    return _LinearCrossEntropy.apply(x, linear_weight, linear_bias, target, weight, spec,
-                                     int(chunk_size), torch.is_grad_enabled())
+    return _LinearCrossEntropy.apply(
+        x,
+        linear_weight,
+        linear_bias,
+        target,
+        weight,
+        spec,
+        int(chunk_size),
+        torch.is_grad_enabled(),
+    )

@@ -49,7 +49,7 @@ def exp_flushed_(t):
     if floor is None:
         return t.exp_()
     t.clamp_(min=floor).exp_()
-    return torch.nn.functional.threshold_(t, _EXP_AT_FLOOR[t.dtype], 0.0)   # t <= th -> 0
+    return torch.nn.functional.threshold_(t, _EXP_AT_FLOOR[t.dtype], 0.0)  # t <= th -> 0
 
 
 def no_softmax_is_nan(loss, log_S):
@@ -67,13 +67,18 @@ class IndexRows:
     """
 
     def __init__(self, y, C, weight, ignore_index, eps, dtype):
-        y = y.long()   # int64: a uint8 target would wrap ignore_index and index as a mask
-        self.y_raw = y   # with ignore_index kept (the Triton kernel reads it)
+        y = y.long()  # int64: a uint8 target would wrap ignore_index and index as a mask
+        self.y_raw = y  # with ignore_index kept (the Triton kernel reads it)
         self.keep = y != ignore_index
         self.y = torch.where(self.keep, y, 0)
         self.w = None if weight is None else weight.to(dtype)
-        w_y = self.keep.to(dtype) if self.w is None or C == 0 else torch.where(
-            self.keep, self.w[self.y], torch.zeros((), dtype=dtype, device=y.device))
+        w_y = (
+            self.keep.to(dtype)
+            if self.w is None or C == 0
+            else torch.where(
+                self.keep, self.w[self.y], torch.zeros((), dtype=dtype, device=y.device)
+            )
+        )
         self.w_y = w_y
         self.alpha = (1.0 - eps) * w_y
         self.eps = eps
@@ -95,16 +100,16 @@ class IndexRows:
 
     def loss(self, x, m, log_S, lo, hi):
         """loss_n for rows lo:hi of x (compute dtype), terms with a_nc = 0 skipped."""
-        if self.C == 0:   # no classes: every target is ignored (checked), no loss
+        if self.C == 0:  # no classes: every target is ignored (checked), no loss
             return x.new_zeros(hi - lo)
         rows = torch.arange(hi - lo, device=x.device)
         y = self.y[lo:hi]
         loss = times(self.alpha[lo:hi], log_S - (x[rows, y] - m))
         if self.beta is not None:
             shifted = x - m[:, None]
-            if self.w is None:   # sum_c (log S - (x_c - m)) over all C classes
+            if self.w is None:  # sum_c (log S - (x_c - m)) over all C classes
                 spread = log_S * self.C - shifted.sum(dim=1)
-            else:                # sum_c w_c (...), classes with w_c = 0 skipped
+            else:  # sum_c w_c (...), classes with w_c = 0 skipped
                 spread = torch.where(self.w != 0, log_S[:, None] - shifted, 0.0) @ self.w
             loss = loss + times(self.beta[lo:hi], spread)
         return torch.where(self.keep[lo:hi], no_softmax_is_nan(loss, log_S), 0.0)
@@ -174,7 +179,7 @@ def lse_parts(x, lse_out=None):
     else:
         m = x.amax(dim=1)
         m = torch.where(m == -math.inf, 0.0, m)
-        log_S = exp_flushed_(x - m[:, None]).sum(dim=1).log_()   # +inf row: NaN
+        log_S = exp_flushed_(x - m[:, None]).sum(dim=1).log_()  # +inf row: NaN
     if lse_out is not None:
         torch.add(m, log_S, out=lse_out)
         lse_out.masked_fill_(lse_out == math.inf, math.nan)
@@ -198,7 +203,7 @@ def scale(spec, denom, grad_output, cdt):
         return g.reshape(spec.M)
     if spec.reduction == "sum":
         return g
-    return mean(g, denom)   # NaN for a zero denominator, like the loss
+    return mean(g, denom)  # NaN for a zero denominator, like the loss
 
 
 def reduce(spec, loss, denom):
@@ -218,8 +223,8 @@ def grad_rows_(out, lse, tgt, s, lo, hi):
     """
     if lse is not None:
         out.sub_(lse[:, None])
-    exp_flushed_(out)                                   # p = exp(x - lse)
-    if out.shape[1] == 0:                               # no classes, no gradient
+    exp_flushed_(out)  # p = exp(x - lse)
+    if out.shape[1] == 0:  # no classes, no gradient
         return out
     if isinstance(tgt, IndexRows):
         rows = torch.arange(hi - lo, device=out.device)
@@ -233,11 +238,11 @@ def grad_rows_(out, lse, tgt, s, lo, hi):
         # the other classes' sum is empty)
         others = torch.where(torch.isnan(p_y), p_y, out.sum(dim=1))
         g_y = s * (A * (-others) + (A - tgt.at_target()[lo:hi]))
-        out.mul_((s * A)[:, None])                      # s p A
-        tgt.subtract_from(out, s, lo, hi)               # - s beta w
+        out.mul_((s * A)[:, None])  # s p A
+        tgt.subtract_from(out, s, lo, hi)  # - s beta w
         out[rows, y] = g_y.to(out.dtype)
         keep = tgt.keep[lo:hi]
-        if out.device.type != "cpu" or not bool(keep.all()):   # (no sync on a GPU)
+        if out.device.type != "cpu" or not bool(keep.all()):  # (no sync on a GPU)
             out.masked_fill_(~keep[:, None], 0.0)  # ignored: exactly zero, even if p is NaN
     else:
         a = tgt.a(lo, hi)

@@ -47,9 +47,10 @@ class CrossEntropyTorch(torch.autograd.Function):
     def backward(ctx, grad_output):
         logits, lse, target, _ = ctx.saved_tensors
         spec, tgt = ctx.spec, ctx.tgt
-        if torch.is_grad_enabled():   # create_graph=True: a backward autograd can differentiate
-            return _grad_differentiable(logits, target, spec, tgt, ctx.denom, grad_output,
-                                        ctx.needs_input_grad[:2]) + (None, None)
+        if torch.is_grad_enabled():  # create_graph=True: a backward autograd can differentiate
+            return _grad_differentiable(
+                logits, target, spec, tgt, ctx.denom, grad_output, ctx.needs_input_grad[:2]
+            ) + (None, None)
         grad_logits = grad_target = None
         if ctx.needs_input_grad[0]:
             grad_logits = _grad_logits(logits, lse, spec, tgt, ctx.denom, grad_output)
@@ -61,8 +62,9 @@ class CrossEntropyTorch(torch.autograd.Function):
 def make_target(target, spec, weight):
     """The effective target of each row: :class:`rows.IndexRows` or :class:`rows.ProbRows`."""
     if spec.kind == "indices":
-        return R.IndexRows(target.reshape(spec.M), spec.C, weight, spec.ignore_index, spec.eps,
-                           spec.cdt)
+        return R.IndexRows(
+            target.reshape(spec.M), spec.C, weight, spec.ignore_index, spec.eps, spec.cdt
+        )
     return R.ProbRows(spec.rows(target), spec.C, weight, spec.eps, spec.cdt)
 
 
@@ -73,7 +75,7 @@ def _grad_logits(logits, lse, spec, tgt, denom, grad_output):
     s_all = R.scale(spec, denom, grad_output, cdt)
     x_all = spec.rows(logits)
     grad = torch.empty((M, C), dtype=logits.dtype, device=logits.device)
-    direct = logits.dtype == cdt   # compute in place in grad (no float32 staging)
+    direct = logits.dtype == cdt  # compute in place in grad (no float32 staging)
     step = R.chunk_rows(M, C, logits.device)
     for lo in range(0, M, step):
         hi = min(M, lo + step)
@@ -105,7 +107,7 @@ def _grad_differentiable(logits, target, spec, tgt, denom, grad_output, want):
     s = R.scale(spec, denom, grad_output, cdt)
     s = s[:, None] if s.dim() else s
     lse = torch.logsumexp(x, dim=1, keepdim=True)
-    lse = torch.where(lse == math.inf, math.nan, lse)       # as rows.lse_parts
+    lse = torch.where(lse == math.inf, math.nan, lse)  # as rows.lse_parts
     w = 1.0 if tgt.w is None else tgt.w
     if isinstance(tgt, R.IndexRows):
         a, keep = tgt.dense(0, spec.M), tgt.keep[:, None]
@@ -114,7 +116,7 @@ def _grad_differentiable(logits, target, spec, tgt, denom, grad_output, want):
     grad_logits = grad_target = None
     if want[0]:
         g = s * (torch.exp(x - lse) * a.sum(dim=1, keepdim=True) - a)
-        if keep is not None:   # ignored rows: exactly 0
+        if keep is not None:  # ignored rows: exactly 0
             g = torch.where(keep, g, 0.0)
         grad_logits = spec.unrows(g.to(logits.dtype))
     if want[1]:

@@ -38,26 +38,36 @@ def handles(spec, logits):
 def cross_entropy(logits, target, weight, spec, inplace_backward):
     """The fused kernel through its autograd Function (the checks are done)."""
     from .. import triton_kernels
-    return triton_kernels.cross_entropy_triton(logits, target.long(), weight, spec,
-                                               inplace_backward=inplace_backward)
+
+    return triton_kernels.cross_entropy_triton(
+        logits, target.long(), weight, spec, inplace_backward=inplace_backward
+    )
 
 
 def linear_uses_triton(x, tgt):
-    """The fused kernel for each chunk of linear cross-entropy: on CUDA, class indices, 16/32-bit."""
-    return (x.is_cuda and isinstance(tgt, IndexRows) and x.dtype != torch.float64
-            and triton_available())
+    """The fused kernel for each chunk of linear cross-entropy: CUDA, class indices, 16/32-bit."""
+    return (
+        x.is_cuda and isinstance(tgt, IndexRows) and x.dtype != torch.float64 and triton_available()
+    )
 
 
 def linear_chunk(z, tgt, spec, s, lo, hi, want_grad):
     """Loss, lse and (if ``want_grad``) the gradient s (p A - a) of one chunk of logits z,
     written in place of z (multiplied by the per-row upstream gradient for 'none')."""
     from .. import triton_kernels
+
     one = torch.ones((), dtype=torch.float32, device=z.device)
     s = s if s is None or s.dim() == 0 else s[lo:hi]
     scale = one if s is None or s.dim() else s.to(torch.float32)
     loss, lse = triton_kernels.cross_entropy_forward(
-        z, tgt.y_raw[lo:hi].contiguous(), tgt.w, spec.ignore_index, spec.eps, scale,
-        z if want_grad else None)
+        z,
+        tgt.y_raw[lo:hi].contiguous(),
+        tgt.w,
+        spec.ignore_index,
+        spec.eps,
+        scale,
+        z if want_grad else None,
+    )
     if want_grad and s is not None and s.dim():
-        z.mul_(s[:, None].to(z.dtype))          # per-row upstream gradient ('none')
+        z.mul_(s[:, None].to(z.dtype))  # per-row upstream gradient ('none')
     return loss, lse, z
