@@ -68,7 +68,6 @@ class IndexRows:
 
     def __init__(self, y, C, weight, ignore_index, eps, dtype):
         y = y.long()  # int64: a uint8 target would wrap ignore_index and index as a mask
-        self.y_raw = y  # with ignore_index kept (the Triton kernel reads it)
         self.keep = y != ignore_index
         self.y = torch.where(self.keep, y, 0)
         self.w = None if weight is None else weight.to(dtype)

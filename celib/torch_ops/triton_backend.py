@@ -61,7 +61,7 @@ def linear_chunk(z, tgt, spec, s, lo, hi, want_grad):
     scale = one if s is None or s.dim() else s.to(torch.float32)
     loss, lse = triton_kernels.cross_entropy_forward(
         z,
-        tgt.y_raw[lo:hi].contiguous(),
+        torch.where(tgt.keep[lo:hi], tgt.y[lo:hi], spec.ignore_index),  # int64, contiguous
         tgt.w,
         spec.ignore_index,
         spec.eps,
