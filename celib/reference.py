@@ -316,12 +316,18 @@ def _cast(a, dtype):
         return a.astype(dtype, copy=False)
     magnitude = np.abs(a)
     tiny = magnitude < np.float32(2.0 ** -14)          # False for NaN
-    if not tiny.any():
+    n_tiny = np.count_nonzero(tiny)
+    if not n_tiny:
         return a.astype(np.float16)
-    out = np.where(tiny, np.float32(0), a).astype(np.float16)
     with np.errstate(invalid="ignore", over="ignore"):  # (large values: not selected below)
         bits = np.rint(magnitude * np.float32(2.0 ** 24), out=magnitude).astype(np.uint16)
     bits |= np.signbit(a).view(np.uint8).astype(np.uint16) << 15
+    if 2 * n_tiny > a.size:     # mostly subnormal: NumPy casts only the others
+        out = bits.view(np.float16)
+        normal = ~tiny
+        out[normal] = a[normal].astype(np.float16)
+        return out
+    out = np.where(tiny, np.float32(0), a).astype(np.float16)
     np.copyto(out.view(np.uint16), bits, where=tiny)
     return out
 

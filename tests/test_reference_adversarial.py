@@ -485,7 +485,13 @@ def test_float16_cast_of_subnormals_is_numpys_bit_for_bit():
             ),
         ]
     ).astype(np.float32)
-    for a in (v, v[:20007].reshape(-1, 3)[:, ::2]):
+    mostly_normal = (rng.standard_normal(3000) * 10.0 ** rng.integers(-5, 4, 3000)).astype(
+        np.float32
+    )
+    mostly_tiny = (rng.standard_normal(3000) * 1e-6).astype(np.float32)
+    mostly_tiny[::7] = 0.5
+    for a in (v, v[:20007].reshape(-1, 3)[:, ::2], mostly_normal, mostly_tiny):
+        assert 0 < np.mean(np.abs(a) < 2.0**-14) < 1
         got, expected = _cast(a, np.float16), a.astype(np.float16)
         assert got.dtype == np.float16 and got.shape == a.shape
         np.testing.assert_array_equal(got.view(np.uint16), expected.view(np.uint16))
