@@ -34,6 +34,8 @@ book: $(STAMP)
 # AVX-512, ...), then under its portable ones. A stored output that depends on the kernel set
 # fails one of the two runs on any x86 machine. The second run adds the notebooks' time once more.
 test: $(STAMP)
+	$(BIN)/ruff check
+	$(BIN)/ruff format --check
 	$(BIN)/python -m pytest
 	ATEN_CPU_CAPABILITY=default $(BIN)/python -m pytest chapters
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 REDUCTIONS = ("none", "mean", "sum")
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
 def check_reduction(reduction):
@@ -83,6 +84,14 @@ def compute_dtype(dtype):
     return np.result_type(dtype, np.float32)
 
 
+def loss_dtype(logits_dtype, target_dtype, kind):
+    """The loss's dtype: the logits' for class indices; torch's type promotion of the
+    logits' and the probabilities' dtypes for probability targets (float32 logits with
+    float64 probabilities give a float64 loss, as torch)."""
+    return np.dtype(logits_dtype) if kind == "indices" else np.result_type(logits_dtype,
+                                                                           target_dtype)
+
+
 def split_class_axis(logits):
     """Shape bookkeeping of ``torch.nn.functional.cross_entropy``.
 
@@ -107,7 +116,8 @@ def target_kind(logits, target):
         return "probabilities"
     class_axis, _ = split_class_axis(logits)
     expected = logits.shape[:class_axis] + logits.shape[class_axis + 1:]
-    if target.shape != expected:
+    # (C,) logits with a (1,) target: one element, as torch accepts (the loss has shape ())
+    if target.shape != expected and not (logits.ndim == 1 and target.shape == (1,)):
         raise ValueError(
             f"target of shape {target.shape} does not match logits of shape {logits.shape}: "
             f"expected class indices of shape {expected} or probabilities of shape {logits.shape}"
@@ -125,10 +135,16 @@ def check_ignore_index(ignore_index):
     A float, None or a string would be compared with the targets and silently ignore
     nothing (or, for True, class 1); raise TypeError instead.
     """
-    if isinstance(ignore_index, (bool, np.bool_)) or not isinstance(ignore_index, (int, np.integer)):
+    is_int = isinstance(ignore_index, (int, np.integer))
+    if isinstance(ignore_index, (bool, np.bool_)) or not is_int:
         raise TypeError(
             f"ignore_index must be an integer, got {ignore_index!r} "
             f"of type {type(ignore_index).__name__}"
+        )
+    if not _INT64_MIN <= int(ignore_index) <= _INT64_MAX:   # torch: "Overflow when unpacking"
+        raise ValueError(
+            f"ignore_index={int(ignore_index)} does not fit in a 64-bit integer "
+            f"(torch's ignore_index is int64: [{_INT64_MIN}, {_INT64_MAX}])"
         )
     return int(ignore_index)
 

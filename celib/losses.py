@@ -127,7 +127,7 @@ def _rows(logits, name="logits"):
     logits, xc = _float_input(logits, name)
     class_axis, C = _checks.split_class_axis(logits)
     moved = np.moveaxis(xc, class_axis, -1)
-    rows = moved.reshape(-1, C)
+    rows = moved.reshape(int(np.prod(moved.shape[:-1])), C)   # -1 cannot be inferred if C = 0
     loss_shape = logits.shape[:class_axis] + logits.shape[class_axis + 1:]
 
     def unflatten(r):
@@ -138,7 +138,7 @@ def _rows(logits, name="logits"):
 
 def _log_softmax_rows(x):
     """log p for (M, C) rows; lse in float64. Returns (log_p, lse)."""
-    m = np.max(x, axis=1, keepdims=True)
+    m = np.max(x, axis=1, keepdims=True, initial=-np.inf)   # no classes: lse = log 0 = -inf
     m = np.where(np.isfinite(m), m, 0).astype(x.dtype)
     S = np.sum(np.exp(x - m), axis=1, keepdims=True, dtype=np.float64)
     with np.errstate(divide="ignore"):

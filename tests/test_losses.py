@@ -37,6 +37,7 @@ def fd_check(loss_fn, grad_fn, x, reduction, **kw):
 # binary cross-entropy with logits
 # ---------------------------------------------------------------------------
 
+
 def bce_data(shape=(4, 3)):
     r = rng()
     x = r.normal(size=shape) * 3
@@ -47,7 +48,9 @@ def bce_data(shape=(4, 3)):
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
-@pytest.mark.parametrize("use_w,use_pw", [(False, False), (True, False), (False, True), (True, True)])
+@pytest.mark.parametrize(
+    "use_w,use_pw", [(False, False), (True, False), (False, True), (True, True)]
+)
 def test_bce_matches_torch(reduction, use_w, use_pw):
     x, y, w, pw = bce_data()
     kw = dict(weight=w if use_w else None, pos_weight=pw if use_pw else None)
@@ -59,7 +62,8 @@ def test_bce_matches_torch(reduction, use_w, use_pw):
     g_out = torch.ones_like(theirs) * 0.7
     theirs.backward(g_out)
     grad = L.binary_cross_entropy_with_logits_grad(
-        x, y, reduction=reduction, grad_output=g_out.numpy(), **kw)
+        x, y, reduction=reduction, grad_output=g_out.numpy(), **kw
+    )
     np.testing.assert_allclose(grad, xt.grad.numpy(), rtol=1e-12, atol=1e-14)
 
 
@@ -67,20 +71,27 @@ def test_bce_matches_torch(reduction, use_w, use_pw):
 def test_bce_grad_finite_differences(reduction):
     x, y, w, pw = bce_data()
     y = np.where(y > 0, 0.8, 0.1)  # soft targets too
-    fd_check(lambda z, **k: L.binary_cross_entropy_with_logits(z, y, **k),
-             lambda z, **k: L.binary_cross_entropy_with_logits_grad(z, y, **k),
-             x, reduction, weight=w, pos_weight=pw)
+    fd_check(
+        lambda z, **k: L.binary_cross_entropy_with_logits(z, y, **k),
+        lambda z, **k: L.binary_cross_entropy_with_logits_grad(z, y, **k),
+        x,
+        reduction,
+        weight=w,
+        pos_weight=pw,
+    )
 
 
 def test_bce_is_two_class_softmax_cross_entropy():
     x, y, _, _ = bce_data((6,))
     two = np.stack([x, np.zeros_like(x)], axis=1)
     cls = np.where(y > 0, 0, 1)
-    np.testing.assert_allclose(L.binary_cross_entropy_with_logits(x, y),
-                               celib.cross_entropy(two, cls), rtol=1e-14)
+    np.testing.assert_allclose(
+        L.binary_cross_entropy_with_logits(x, y), celib.cross_entropy(two, cls), rtol=1e-14
+    )
     g_two = celib.cross_entropy_grad(two, cls)
-    np.testing.assert_allclose(L.binary_cross_entropy_with_logits_grad(x, y), g_two[:, 0],
-                               rtol=1e-12, atol=1e-16)
+    np.testing.assert_allclose(
+        L.binary_cross_entropy_with_logits_grad(x, y), g_two[:, 0], rtol=1e-12, atol=1e-16
+    )
 
 
 def test_bce_extreme_logits_are_finite_and_accurate():
@@ -138,6 +149,7 @@ def test_bce_bad_input():
 # focal loss
 # ---------------------------------------------------------------------------
 
+
 def torch_focal(x, y, gamma, alpha, reduction):
     """Softmax focal loss in torch (torchvision has only the sigmoid form)."""
     log_p = F.log_softmax(x, dim=1)
@@ -162,12 +174,19 @@ def test_focal_matches_torch(reduction, gamma, use_alpha):
     a = alpha if use_alpha else None
     ours = L.focal_loss(x, y, gamma=gamma, alpha=a, reduction=reduction)
     xt = torch.tensor(x, requires_grad=True)
-    theirs = torch_focal(xt, torch.tensor(y), gamma, None if a is None else torch.tensor(a),
-                         reduction)
+    theirs = torch_focal(
+        xt, torch.tensor(y), gamma, None if a is None else torch.tensor(a), reduction
+    )
     np.testing.assert_allclose(ours, theirs.detach().numpy(), rtol=1e-12, atol=1e-14)
     theirs.backward(torch.ones_like(theirs))
-    grad = L.focal_loss_grad(x, y, gamma=gamma, alpha=a, reduction=reduction,
-                             grad_output=None if reduction != "none" else np.ones(len(y)))
+    grad = L.focal_loss_grad(
+        x,
+        y,
+        gamma=gamma,
+        alpha=a,
+        reduction=reduction,
+        grad_output=None if reduction != "none" else np.ones(len(y)),
+    )
     np.testing.assert_allclose(grad, xt.grad.numpy(), rtol=1e-10, atol=1e-14)
 
 
@@ -175,8 +194,14 @@ def test_focal_matches_torch(reduction, gamma, use_alpha):
 @pytest.mark.parametrize("gamma", [0.0, 0.3, 2.0])
 def test_focal_grad_finite_differences(reduction, gamma):
     x, y, alpha = focal_data()
-    fd_check(lambda z, **k: L.focal_loss(z, y, **k), lambda z, **k: L.focal_loss_grad(z, y, **k),
-             x, reduction, gamma=gamma, alpha=alpha)
+    fd_check(
+        lambda z, **k: L.focal_loss(z, y, **k),
+        lambda z, **k: L.focal_loss_grad(z, y, **k),
+        x,
+        reduction,
+        gamma=gamma,
+        alpha=alpha,
+    )
 
 
 def test_focal_spatial_and_vector_shapes():
@@ -184,18 +209,27 @@ def test_focal_spatial_and_vector_shapes():
     x = r.normal(size=(2, 4, 3))
     y = r.integers(0, 4, (2, 3))
     assert L.focal_loss(x, y, reduction="none").shape == (2, 3)
-    fd_check(lambda z, **k: L.focal_loss(z, y, **k), lambda z, **k: L.focal_loss_grad(z, y, **k),
-             x, "none")
+    fd_check(
+        lambda z, **k: L.focal_loss(z, y, **k),
+        lambda z, **k: L.focal_loss_grad(z, y, **k),
+        x,
+        "none",
+    )
     v = r.normal(size=4)
-    fd_check(lambda z, **k: L.focal_loss(z, np.int64(2), **k),
-             lambda z, **k: L.focal_loss_grad(z, np.int64(2), **k), v, "mean")
+    fd_check(
+        lambda z, **k: L.focal_loss(z, np.int64(2), **k),
+        lambda z, **k: L.focal_loss_grad(z, np.int64(2), **k),
+        v,
+        "mean",
+    )
 
 
 def test_focal_gamma_zero_is_cross_entropy():
     x, y, _ = focal_data()
     np.testing.assert_allclose(L.focal_loss(x, y, gamma=0), celib.cross_entropy(x, y), rtol=1e-14)
-    np.testing.assert_allclose(L.focal_loss_grad(x, y, gamma=0), celib.cross_entropy_grad(x, y),
-                               rtol=1e-12, atol=1e-16)
+    np.testing.assert_allclose(
+        L.focal_loss_grad(x, y, gamma=0), celib.cross_entropy_grad(x, y), rtol=1e-12, atol=1e-16
+    )
 
 
 def test_focal_gradient_is_cross_entropy_gradient_times_row_factor():
@@ -253,6 +287,7 @@ def test_focal_bad_input():
 # z-loss
 # ---------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 def test_z_loss_matches_torch_and_finite_differences(reduction):
     x = rng().normal(size=(5, 7)) * 3
@@ -262,8 +297,9 @@ def test_z_loss_matches_torch_and_finite_differences(reduction):
     theirs = {"mean": per_row.mean, "sum": per_row.sum, "none": lambda: per_row}[reduction]()
     np.testing.assert_allclose(ours, theirs.detach().numpy(), rtol=1e-12)
     theirs.backward(torch.ones_like(theirs))
-    g = L.z_loss_grad(x, coef=1e-2, reduction=reduction,
-                      grad_output=np.ones(5) if reduction == "none" else None)
+    g = L.z_loss_grad(
+        x, coef=1e-2, reduction=reduction, grad_output=np.ones(5) if reduction == "none" else None
+    )
     np.testing.assert_allclose(g, xt.grad.numpy(), rtol=1e-12, atol=1e-15)
     fd_check(L.z_loss, L.z_loss_grad, x, reduction, coef=1e-2)
 
@@ -271,16 +307,18 @@ def test_z_loss_matches_torch_and_finite_differences(reduction):
 def test_z_loss_closed_form_and_zero_at_lse_zero():
     x = rng().normal(size=(3, 4))
     lse = celib.logsumexp(x)
-    np.testing.assert_allclose(L.z_loss_grad(x, coef=0.5, reduction="sum"),
-                               lse[:, None] * celib.softmax(x), rtol=1e-12)
-    centred = x - lse[:, None]          # rows with lse = 0
+    np.testing.assert_allclose(
+        L.z_loss_grad(x, coef=0.5, reduction="sum"), lse[:, None] * celib.softmax(x), rtol=1e-12
+    )
+    centred = x - lse[:, None]  # rows with lse = 0
     np.testing.assert_allclose(L.z_loss_grad(centred), 0, atol=1e-15)
 
 
 def test_z_loss_large_logits_do_not_overflow():
     x = np.array([[1e4, 0.0], [-1e4, -1e4]], dtype=np.float32)
-    np.testing.assert_allclose(L.z_loss(x, coef=1.0, reduction="none"),
-                               [1e8, (-1e4 + np.log(2)) ** 2], rtol=1e-6)
+    np.testing.assert_allclose(
+        L.z_loss(x, coef=1.0, reduction="none"), [1e8, (-1e4 + np.log(2)) ** 2], rtol=1e-6
+    )
     assert np.all(np.isfinite(L.z_loss_grad(x, coef=1.0)))
 
 
@@ -302,6 +340,7 @@ def test_z_loss_bad_input():
 # soft-capping and temperature
 # ---------------------------------------------------------------------------
 
+
 def test_softcap_matches_torch_autograd_and_finite_differences():
     x = rng().normal(size=(4, 6)) * 40
     g_out = rng().normal(size=x.shape)
@@ -309,11 +348,13 @@ def test_softcap_matches_torch_autograd_and_finite_differences():
     capped = 30.0 * torch.tanh(xt / 30.0)
     capped.backward(torch.tensor(g_out))
     np.testing.assert_allclose(L.softcap(x, 30.0), capped.detach().numpy(), rtol=1e-14)
-    np.testing.assert_allclose(L.softcap_grad(x, 30.0, grad_output=g_out), xt.grad.numpy(),
-                               rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(
+        L.softcap_grad(x, 30.0, grad_output=g_out), xt.grad.numpy(), rtol=1e-12, atol=1e-15
+    )
     numeric = numerical_grad(lambda z: np.sum(g_out * L.softcap(z, 30.0)), x)
-    np.testing.assert_allclose(L.softcap_grad(x, 30.0, grad_output=g_out), numeric, rtol=1e-6,
-                               atol=1e-8)
+    np.testing.assert_allclose(
+        L.softcap_grad(x, 30.0, grad_output=g_out), numeric, rtol=1e-6, atol=1e-8
+    )
 
 
 def test_softcap_bounds_and_identity_near_zero():
@@ -321,8 +362,9 @@ def test_softcap_bounds_and_identity_near_zero():
     y = L.softcap(x, 30.0)
     assert np.all(np.abs(y) <= 30.0)
     assert y[3] == pytest.approx(1e-3, rel=1e-9)
-    np.testing.assert_allclose(L.softcap_grad(x, 30.0), [0, 1 - np.tanh(1) ** 2, 1, 1,
-                                                          1 - np.tanh(1) ** 2, 0], atol=1e-12)
+    np.testing.assert_allclose(
+        L.softcap_grad(x, 30.0), [0, 1 - np.tanh(1) ** 2, 1, 1, 1 - np.tanh(1) ** 2, 0], atol=1e-12
+    )
 
 
 def test_softcap_chain_rule_with_cross_entropy():
@@ -344,8 +386,9 @@ def test_temperature_scales_gradient():
     np.testing.assert_allclose(grad, celib.cross_entropy_grad(x / T, y) / T, rtol=1e-14)
 
 
-@pytest.mark.parametrize("fn", [L.softcap, L.softcap_grad, L.apply_temperature,
-                                L.apply_temperature_grad])
+@pytest.mark.parametrize(
+    "fn", [L.softcap, L.softcap_grad, L.apply_temperature, L.apply_temperature_grad]
+)
 def test_elementwise_bad_input(fn):
     x = np.ones(3)
     for bad in (0.0, -2.0, float("inf"), float("nan")):
@@ -373,3 +416,35 @@ def test_dtypes_preserved():
         assert L.z_loss(x).dtype == dt
         assert L.z_loss_grad(x).dtype == dt
         assert L.focal_loss(x, np.array([0, 2])).dtype == dt
+
+
+# ---------------------------------------------------------------------------
+# issue 11
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "reduction,expected", [("mean", np.inf), ("sum", np.inf), ("none", np.full(3, np.inf))]
+)
+def test_z_loss_without_classes(reduction, expected):
+    # C = 0 crashed with a reshape error; torch's (logsumexp**2).mean() gives inf
+    x = np.zeros((3, 0))
+    lse = torch.logsumexp(torch.from_numpy(x), 1)
+    torch_loss = {"mean": (lse**2).mean(), "sum": (lse**2).sum(), "none": lse**2}[reduction]
+    np.testing.assert_array_equal(L.z_loss(x, coef=1.0, reduction=reduction), torch_loss.numpy())
+    np.testing.assert_array_equal(L.z_loss(x, coef=1.0, reduction=reduction), expected)
+    assert L.z_loss_grad(x, reduction=reduction).shape == (3, 0)
+    assert L.z_loss(np.zeros((0, 4)), reduction="sum") == 0
+
+
+def test_deviation_bce_at_minus_infinity_with_a_positive_target():
+    """torch gives NaN for BCE with logits at x = -inf, y > 0; the loss is +inf."""
+    x, y = np.array([-np.inf, -np.inf]), np.array([0.5, 1.0])
+    assert torch.isnan(
+        F.binary_cross_entropy_with_logits(
+            torch.from_numpy(x), torch.from_numpy(y), reduction="none"
+        )
+    ).all()
+    np.testing.assert_array_equal(
+        L.binary_cross_entropy_with_logits(x, y, reduction="none"), [np.inf, np.inf]
+    )

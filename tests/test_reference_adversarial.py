@@ -65,6 +65,7 @@ def assert_matches_torch(x, t, rtol=1e-12, atol=0.0, **options):
 # no classes: C = 0 (celib crashed in reshape(-1, 0) with "cannot reshape array of size 0")
 # ---------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 def test_zero_classes_and_zero_rows(reduction):
     """(0, 0) logits with (0,) indices or (0, 0) probabilities: torch's empty results."""
@@ -83,7 +84,9 @@ def test_zero_classes_with_probabilities(reduction, shape):
 @pytest.mark.parametrize("f", [celib.cross_entropy, celib.cross_entropy_grad])
 def test_zero_classes_with_indices_is_an_index_error(f):
     """Every class index is out of range for C = 0: IndexError naming the first, as torch."""
-    with pytest.raises(IndexError, match=r"target 0 at position \(0,\) is out of bounds for 0 classes"):
+    with pytest.raises(
+        IndexError, match=r"target 0 at position \(0,\) is out of bounds for 0 classes"
+    ):
         f(np.zeros((3, 0)), np.zeros(3, np.int64))
     with pytest.raises(IndexError, match=r"target 0 at position \(\)"):
         f(np.zeros(0), np.array(0))
@@ -92,6 +95,7 @@ def test_zero_classes_with_indices_is_an_index_error(f):
 # ---------------------------------------------------------------------------
 # option types: ignore_index and label_smoothing (celib silently accepted nonsense)
 # ---------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("f", [celib.cross_entropy, celib.cross_entropy_grad])
 @pytest.mark.parametrize("bad", [1.5, -1.0, None, True, "1", np.float64(-100.0)])
@@ -121,6 +125,7 @@ def test_label_smoothing_must_be_a_number(f, bad):
 # ---------------------------------------------------------------------------
 # class weights: NaN, inf and huge values on a class no row targets
 # ---------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("bad_weight", [np.nan, np.inf, 1e308])
 @pytest.mark.parametrize("reduction", ["none", "sum"])
@@ -168,6 +173,7 @@ def test_huge_weights(label_smoothing, reduction):
 # logits at the largest float: the smoothing / probability terms lost log C
 # ---------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("sign", [1, -1])
 @pytest.mark.parametrize("reduction", REDUCTIONS)
@@ -187,16 +193,28 @@ def test_equal_logits_at_float_max_smoothing_and_probabilities(dtype, sign, redu
 # +inf logits: torch gives NaN for the slice (inf - inf); celib gave a mixture
 # ---------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
 def test_softmax_family_with_positive_infinity(dtype):
     """softmax([1, inf, 0]) is NaN everywhere in torch (exp(inf - inf)); celib gave
     [0, nan, 0] and log_softmax [-inf, nan, -inf]. logsumexp is +inf in both."""
-    x = np.array([[1.0, np.inf, 0.0], [np.inf, np.inf, -np.inf], [np.inf, -np.inf, -np.inf],
-                  [1.0, 2.0, 3.0], [-np.inf, -np.inf, -np.inf], [np.inf, np.nan, 0.0]], dtype)
+    x = np.array(
+        [
+            [1.0, np.inf, 0.0],
+            [np.inf, np.inf, -np.inf],
+            [np.inf, -np.inf, -np.inf],
+            [1.0, 2.0, 3.0],
+            [-np.inf, -np.inf, -np.inf],
+            [np.inf, np.nan, 0.0],
+        ],
+        dtype,
+    )
     xt = torch.from_numpy(x.astype(np.float64))
-    for ours, theirs in [(celib.softmax(x), torch.softmax(xt, -1)),
-                         (celib.log_softmax(x), torch.log_softmax(xt, -1)),
-                         (celib.logsumexp(x), torch.logsumexp(xt, -1))]:
+    for ours, theirs in [
+        (celib.softmax(x), torch.softmax(xt, -1)),
+        (celib.log_softmax(x), torch.log_softmax(xt, -1)),
+        (celib.logsumexp(x), torch.logsumexp(xt, -1)),
+    ]:
         assert_same(ours, theirs.numpy().astype(dtype), rtol=1e-3 if dtype == np.float16 else 1e-6)
 
 
@@ -207,14 +225,15 @@ def test_positive_infinite_logit(dtype, reduction, label_smoothing):
     """A +inf logit (also float16 logits beyond 65504): NaN loss and NaN gradient for the
     row, as torch (celib gave loss +inf, or NaN, with gradient 0 off the inf class)."""
     x = X.copy()
-    x[1, 3] = np.inf                      # not the target (4)
-    x[2, 2] = np.inf                      # the target
-    x[3, [0, 3]] = np.inf                 # two of them
+    x[1, 3] = np.inf  # not the target (4)
+    x[2, 2] = np.inf  # the target
+    x[3, [0, 3]] = np.inf  # two of them
     x = x.astype(dtype)
     rtol = 2e-2 if dtype == np.float16 else 1e-5
     for t in (Y, Q.astype(dtype)):
-        loss, grad = assert_matches_torch(x, t, reduction=reduction,
-                                          label_smoothing=label_smoothing, rtol=rtol, atol=rtol)
+        loss, grad = assert_matches_torch(
+            x, t, reduction=reduction, label_smoothing=label_smoothing, rtol=rtol, atol=rtol
+        )
         assert np.all(np.isnan(grad[1:])) and np.all(np.isfinite(grad[0]))
 
 
@@ -236,10 +255,20 @@ def test_positive_infinite_logit_in_an_ignored_row():
 # "zero-size array to reduction operation maximum which has no identity")
 # ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("x, axis", [(np.array(1.5), 0), (np.array(-np.inf), -1), (2.5, -1),
-                                     (np.zeros(0), -1), (np.zeros((3, 0)), -1),
-                                     (np.zeros((3, 0)), 0), (np.zeros((0, 4)), 1),
-                                     (np.zeros((2, 0, 3)), 1)])
+
+@pytest.mark.parametrize(
+    "x, axis",
+    [
+        (np.array(1.5), 0),
+        (np.array(-np.inf), -1),
+        (2.5, -1),
+        (np.zeros(0), -1),
+        (np.zeros((3, 0)), -1),
+        (np.zeros((3, 0)), 0),
+        (np.zeros((0, 4)), 1),
+        (np.zeros((2, 0, 3)), 1),
+    ],
+)
 @pytest.mark.parametrize("name", ["softmax", "log_softmax", "logsumexp"])
 def test_softmax_family_zero_dimensional_and_empty(x, axis, name):
     ours = getattr(celib, name)(x, axis=axis)
@@ -248,11 +277,14 @@ def test_softmax_family_zero_dimensional_and_empty(x, axis, name):
 
 
 @pytest.mark.parametrize("name", ["softmax", "log_softmax", "logsumexp"])
-@pytest.mark.parametrize("x, axis", [(np.array(1.5), 1), (np.zeros((2, 3)), 2),
-                                     (np.zeros((2, 3)), -3)])
+@pytest.mark.parametrize(
+    "x, axis", [(np.array(1.5), 1), (np.zeros((2, 3)), 2), (np.zeros((2, 3)), -3)]
+)
 def test_softmax_family_axis_out_of_range(name, x, axis):
     """numpy's AxisError (a ValueError and an IndexError) naming the axis and the ndim."""
-    with pytest.raises(IndexError, match=f"axis {axis} is out of bounds for array of dimension {x.ndim}"):
+    with pytest.raises(
+        IndexError, match=f"axis {axis} is out of bounds for array of dimension {x.ndim}"
+    ):
         getattr(celib, name)(x, axis=axis)
 
 
@@ -260,21 +292,34 @@ def test_softmax_family_axis_out_of_range(name, x, axis):
 # no floating-point warnings leak out for extreme but valid input
 # ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("case", ["inf weight", "huge weight", "float max logits",
-                                  "float16 huge grad_output", "float16 overflowing sum"])
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "inf weight",
+        "huge weight",
+        "float max logits",
+        "float16 huge grad_output",
+        "float16 overflowing sum",
+    ],
+)
 def test_no_runtime_warnings(case):
     """celib states its IEEE conventions (inf, NaN) instead of warning about them; these
     inputs emitted 'overflow encountered in multiply / cast / subtract' and 'invalid value'."""
-    options = {"inf weight": dict(weight=np.array([1.0, np.inf, 1.0, 1.0, 1.0]), label_smoothing=0.1),
-               "huge weight": dict(weight=np.full(5, 1e308), label_smoothing=0.2, reduction="sum"),
-               "float max logits": dict(label_smoothing=0.1),
-               "float16 huge grad_output": dict(grad_output=np.array(6e4, np.float16),
-                                                reduction="sum"),
-               "float16 overflowing sum": dict(reduction="sum")}[case]
-    x = {"float max logits": np.where(np.arange(5) % 2 == 0, 1, -1) * np.finfo(np.float64).max
-         * np.ones((4, 1)),
-         "float16 huge grad_output": X.astype(np.float16),
-         "float16 overflowing sum": (X / np.abs(X).max() * 6e4).astype(np.float16)}.get(case, X)
+    options = {
+        "inf weight": dict(weight=np.array([1.0, np.inf, 1.0, 1.0, 1.0]), label_smoothing=0.1),
+        "huge weight": dict(weight=np.full(5, 1e308), label_smoothing=0.2, reduction="sum"),
+        "float max logits": dict(label_smoothing=0.1),
+        "float16 huge grad_output": dict(grad_output=np.array(6e4, np.float16), reduction="sum"),
+        "float16 overflowing sum": dict(reduction="sum"),
+    }[case]
+    x = {
+        "float max logits": np.where(np.arange(5) % 2 == 0, 1, -1)
+        * np.finfo(np.float64).max
+        * np.ones((4, 1)),
+        "float16 huge grad_output": X.astype(np.float16),
+        "float16 overflowing sum": (X / np.abs(X).max() * 6e4).astype(np.float16),
+    }.get(case, X)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         celib.cross_entropy_and_grad(x, Y, **options)
@@ -285,6 +330,7 @@ def test_no_runtime_warnings(case):
 # ---------------------------------------------------------------------------
 # numerical_grad: bad steps and bad return values are errors, not silent numbers
 # ---------------------------------------------------------------------------
+
 
 def test_numerical_grad_step_below_resolution_is_an_error():
     with pytest.raises(ValueError, match="eps"):
@@ -309,3 +355,143 @@ def test_no_classes_every_target_ignored(reduction):
     expected = {"none": np.zeros(3), "sum": 0.0, "mean": np.nan}[reduction]
     np.testing.assert_array_equal(celib.cross_entropy(x, t, reduction=reduction), expected)
     assert celib.cross_entropy_grad(x, t, reduction=reduction).shape == (3, 0)
+
+
+# ---------------------------------------------------------------------------
+# issue 11: the input contract against torch 2.13 (followed, or a listed deviation)
+# ---------------------------------------------------------------------------
+
+
+def test_probability_target_wider_than_logits_promotes_the_loss_dtype():
+    # torch promotes: float32 logits with float64 probabilities give a float64 loss
+    import torch
+
+    rng = np.random.default_rng(8)
+    for xdt, qdt in (
+        (np.float32, np.float64),
+        (np.float16, np.float32),
+        (np.float32, np.float16),
+        (np.float64, np.float32),
+    ):
+        x = rng.standard_normal((4, 3)).astype(xdt)
+        q = rng.dirichlet(np.ones(3), 4).astype(qdt)
+        for reduction in ("mean", "none"):
+            expected = torch.nn.functional.cross_entropy(
+                torch.from_numpy(x), torch.from_numpy(q), reduction=reduction
+            ).numpy()
+            got = celib.cross_entropy(x, q, reduction=reduction)
+            assert got.dtype == expected.dtype, (xdt, qdt)
+            np.testing.assert_allclose(got, expected, rtol=2e-3)
+            assert celib.cross_entropy_grad(x, q, reduction=reduction).dtype == xdt
+
+
+@pytest.mark.parametrize("ignore_index", [2**63, -(2**63) - 1, 10**30])
+def test_ignore_index_beyond_int64_is_an_error_as_torch(ignore_index):
+    with pytest.raises(ValueError, match=f"ignore_index={ignore_index}"):
+        celib.cross_entropy(np.zeros((2, 3)), np.array([0, 1]), ignore_index=ignore_index)
+
+
+def test_one_dimensional_logits_accept_a_target_of_shape_one_as_torch():
+    x = np.array([0.5, 2.0, -1.0])
+    for reduction in ("mean", "sum", "none"):
+        got = celib.cross_entropy(x, np.array([1]), reduction=reduction)
+        assert got.shape == ()
+        assert got == celib.cross_entropy(x, np.array(1), reduction=reduction)
+        np.testing.assert_array_equal(
+            celib.cross_entropy_grad(x, np.array([1]), reduction=reduction),
+            celib.cross_entropy_grad(x, np.array(1), reduction=reduction),
+        )
+
+
+def test_deviation_weight_dtype_may_differ_from_the_logits():
+    """torch raises for a weight whose dtype is not the logits'; celib computes with it."""
+    import torch
+
+    x, y = np.array([[2.0, 0.0, 0.5]], np.float32), np.array([1])
+    w = np.array([1.0, 2.0, 0.5])  # float64
+    with pytest.raises(RuntimeError, match="expected scalar type"):
+        torch.nn.functional.cross_entropy(
+            torch.from_numpy(x), torch.from_numpy(y), weight=torch.from_numpy(w)
+        )
+    got = celib.cross_entropy(x, y, weight=w)
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, celib.cross_entropy(x.astype(np.float64), y), rtol=1e-6)
+    from celib.torch_ops import cross_entropy as torch_ce
+
+    np.testing.assert_allclose(
+        torch_ce(torch.from_numpy(x), torch.from_numpy(y), weight=torch.from_numpy(w)).numpy(),
+        got,
+        rtol=1e-6,
+    )
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.int16, np.int8])
+def test_deviation_narrow_integer_targets_are_class_indices(dtype):
+    """torch accepts only int64 and uint8 class indices; celib any integer dtype."""
+    import torch
+
+    x, y = np.array([[2.0, 0.0, 0.5], [0.1, 0.2, 0.3]]), np.array([1, -100])
+    with pytest.raises(RuntimeError, match="expected target dtype to be Long or Byte"):
+        torch.nn.functional.cross_entropy(torch.from_numpy(x), torch.from_numpy(y.astype(dtype)))
+    assert celib.cross_entropy(x, y.astype(dtype)) == celib.cross_entropy(x, y)
+    from celib.torch_ops import cross_entropy as torch_ce
+
+    assert torch_ce(
+        torch.from_numpy(x), torch.from_numpy(y.astype(dtype))
+    ).item() == celib.cross_entropy(x, y)
+
+
+def test_deviation_elementwise_mean_is_rejected():
+    """torch accepts its deprecated alias reduction='elementwise_mean' (with a warning)."""
+    import warnings
+
+    import torch
+
+    x, y = np.array([[2.0, 0.0, 0.5]]), np.array([1])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.nn.functional.cross_entropy(
+            torch.from_numpy(x), torch.from_numpy(y), reduction="elementwise_mean"
+        )
+    assert any("deprecated" in str(w.message) for w in caught)
+    with pytest.raises(ValueError, match="elementwise_mean"):
+        celib.cross_entropy(x, y, reduction="elementwise_mean")
+
+
+def test_float16_cast_of_subnormals_is_numpys_bit_for_bit():
+    # the reference writes float16 subnormals from their bits (NumPy's cast of them is slow)
+    from celib.reference import _cast
+
+    rng = np.random.default_rng(9)
+    v = np.concatenate(
+        [
+            rng.standard_normal(20000) * 10.0 ** rng.integers(-12, 3, 20000),
+            np.array(
+                [
+                    0.0,
+                    -0.0,
+                    np.inf,
+                    -np.inf,
+                    np.nan,
+                    2.0**-14,
+                    -(2.0**-14),
+                    2.0**-25,
+                    3 * 2.0**-25,
+                    5 * 2.0**-25,
+                    2.0**-24 * 1023.5,
+                    1e-45,
+                    65520.0,
+                ]
+            ),
+        ]
+    ).astype(np.float32)
+    mostly_normal = (rng.standard_normal(3000) * 10.0 ** rng.integers(-5, 4, 3000)).astype(
+        np.float32
+    )
+    mostly_tiny = (rng.standard_normal(3000) * 1e-6).astype(np.float32)
+    mostly_tiny[::7] = 0.5
+    for a in (v, v[:20007].reshape(-1, 3)[:, ::2], mostly_normal, mostly_tiny):
+        assert 0 < np.mean(np.abs(a) < 2.0**-14) < 1
+        got, expected = _cast(a, np.float16), a.astype(np.float16)
+        assert got.dtype == np.float16 and got.shape == a.shape
+        np.testing.assert_array_equal(got.view(np.uint16), expected.view(np.uint16))

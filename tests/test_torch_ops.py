@@ -14,10 +14,10 @@ from hypothesis import strategies as st  # noqa: E402
 from celib import reference  # noqa: E402
 from celib.torch_ops import cross_entropy  # noqa: E402
 
-
 # ---------------------------------------------------------------------------
 # a property space: shapes, kinds of target and every option, in float64
 # ---------------------------------------------------------------------------
+
 
 @st.composite
 def problems(draw):
@@ -51,7 +51,10 @@ def problems(draw):
         if C > 1 and draw(st.booleans()):
             weight[rng.integers(0, C)] = 0.0
     return dict(
-        logits=logits, target=target, weight=weight, ignore_index=ignore_index,
+        logits=logits,
+        target=target,
+        weight=weight,
+        ignore_index=ignore_index,
         reduction=draw(st.sampled_from(["mean", "sum", "none"])),
         label_smoothing=draw(st.sampled_from([0.0, 0.0, 0.1, 0.7, 1.0])),
         grad_output=rng.normal(size=loss_shape),
@@ -68,8 +71,12 @@ def _torch_inputs(p, dtype=torch.float64):
 
 
 def _options(p):
-    return dict(weight=None, ignore_index=p["ignore_index"], reduction=p["reduction"],
-                label_smoothing=p["label_smoothing"])
+    return dict(
+        weight=None,
+        ignore_index=p["ignore_index"],
+        reduction=p["reduction"],
+        label_smoothing=p["label_smoothing"],
+    )
 
 
 def _upstream(p, loss):
@@ -96,24 +103,156 @@ def test_matches_torch_and_reference(p):
 
     np_opts = {**opts, "weight": p["weight"]}
     ref = reference.cross_entropy(p["logits"], p["target"], **np_opts)
-    ref_grad = reference.cross_entropy_grad(p["logits"], p["target"], **np_opts,
-                                            grad_output=g.numpy())
+    ref_grad = reference.cross_entropy_grad(
+        p["logits"], p["target"], **np_opts, grad_output=g.numpy()
+    )
     np.testing.assert_allclose(loss.detach().numpy(), ref, rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(grad.numpy(), ref_grad, rtol=1e-9, atol=1e-10)
+
+
+def _check_against_torch_and_reference(x, t, kw, linear=True, equal_nan=True, torch_t=None):
+    """Loss and gradient of the torch backend (and linear_cross_entropy with W = I) against
+    F.cross_entropy (given ``torch_t`` for the target, if set) and the reference."""
+    from celib.torch_ops import linear_cross_entropy
+
+    xg = x.clone().requires_grad_()
+    loss = cross_entropy(xg, t, backend="torch", **kw)
+    g = torch.randn(loss.shape, dtype=x.dtype, generator=torch.Generator().manual_seed(0))
+    (grad,) = torch.autograd.grad(loss, xg, g)
+    xt = x.clone().requires_grad_()
+    expected = F.cross_entropy(xt, t if torch_t is None else torch_t, **kw)
+    (expected_grad,) = torch.autograd.grad(expected, xt, g)
+    assert loss.dtype == expected.dtype and loss.shape == expected.shape
+    close = dict(rtol=1e-9, atol=1e-10, equal_nan=equal_nan)
+    torch.testing.assert_close(loss, expected, **close)
+    torch.testing.assert_close(grad, expected_grad, **close)
+    np_kw = {k: (v.numpy() if isinstance(v, torch.Tensor) else v) for k, v in kw.items()}
+    ref = reference.cross_entropy(x.numpy(), t.numpy(), **np_kw)
+    ref_grad = reference.cross_entropy_grad(x.numpy(), t.numpy(), grad_output=g.numpy(), **np_kw)
+    np.testing.assert_allclose(loss.detach().numpy(), ref, rtol=1e-9, atol=1e-10)
+    np.testing.assert_allclose(grad.numpy(), ref_grad, rtol=1e-9, atol=1e-10)
+    if linear and x.dim() == 2:
+        lin = linear_cross_entropy(x, torch.eye(x.shape[1], dtype=x.dtype), t, chunk_size=2, **kw)
+        torch.testing.assert_close(lin, expected, **close)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    C=st.sampled_from([1, 3, 6, 101, 157, 256]),
+    N=st.integers(0, 6),
+    seed=st.integers(0, 2**31 - 1),
+    ignore_index=st.sampled_from([-100, 0, 156, 255]),
+    reduction=st.sampled_from(["mean", "sum", "none"]),
+    label_smoothing=st.sampled_from([0.0, 0.2]),
+    weighted=st.booleans(),
+)
+def test_uint8_targets(C, N, seed, ignore_index, reduction, label_smoothing, weighted):
+    # uint8 class indices: compared with ignore_index in int64, never wrapped
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, C, N)
+    if ignore_index >= 0:  # (a uint8 target cannot hold -100)
+        y = np.where(rng.random(N) < 0.3, ignore_index, y)
+    if ((y != ignore_index) & ((y < 0) | (y >= C))).any():
+        y = np.where(y == ignore_index, 0, y)  # ignore_index outside [0, C) and not used
+    x = torch.tensor(rng.normal(size=(N, C)) * 3)
+    kw = dict(ignore_index=ignore_index, reduction=reduction, label_smoothing=label_smoothing)
+    if weighted:
+        kw["weight"] = torch.tensor(rng.random(C) + 0.1)
+    t = torch.tensor(y.astype(np.uint8))
+    # torch 2.13 takes uint8 targets, except with label smoothing (gather wants int64)
+    _check_against_torch_and_reference(x, t, kw, torch_t=t.long() if label_smoothing else t)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    C=st.integers(1, 5),
+    seed=st.integers(0, 2**31 - 1),
+    bad=st.sampled_from(["nan", "inf", "all -inf"]),
+    kind=st.sampled_from(["weight", "probs"]),
+    reduction=st.sampled_from(["mean", "sum", "none"]),
+)
+def test_non_finite_rows_with_zero_effective_target(C, seed, bad, kind, reduction):
+    # a row without softmax whose target carries no mass: NaN, as torch and the reference
+    rng = np.random.default_rng(seed)
+    N = 4
+    x = rng.normal(size=(N, C))
+    rows = rng.random(N) < 0.5
+    rows[0] = True
+    for n in np.flatnonzero(rows):
+        if bad == "all -inf":
+            x[n] = -np.inf
+        else:
+            x[n, rng.integers(0, C)] = np.nan if bad == "nan" else np.inf
+    if kind == "weight":
+        y = rng.integers(0, C, N)
+        w = rng.random(C) + 0.1
+        w[y[rows]] = 0.0  # the target classes of the bad rows: weight 0
+        t, kw = torch.tensor(y), dict(weight=torch.tensor(w))
+    else:
+        q = rng.dirichlet(np.ones(C), N)
+        q[rows] = 0.0  # no mass at all
+        t, kw = torch.tensor(q), {}
+    _check_against_torch_and_reference(torch.tensor(x), t, dict(kw, reduction=reduction))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    values=st.lists(st.sampled_from([0.5, -3.0, np.nan, np.inf, -np.inf]), min_size=1, max_size=5),
+    reduction=st.sampled_from(["mean", "sum", "none"]),
+    label_smoothing=st.sampled_from([0.0, 0.3]),
+    weight=st.sampled_from([None, 2.0]),
+)
+def test_one_class_with_non_finite_logits(values, reduction, label_smoothing, weight):
+    # C = 1: the true class's gradient is NaN for a row without softmax (not an empty sum)
+    x = torch.tensor(values, dtype=torch.float64)[:, None]
+    kw = dict(reduction=reduction, label_smoothing=label_smoothing)
+    if weight is not None:
+        kw["weight"] = torch.tensor([weight], dtype=torch.float64)
+    _check_against_torch_and_reference(x, torch.zeros(len(values), dtype=torch.long), kw)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    offset=st.sampled_from([1e3, -1e4, 1e4, 1e5]),
+    seed=st.integers(0, 2**31 - 1),
+    label_smoothing=st.sampled_from([0.05, 0.5, 1.0]),
+    weighted=st.booleans(),
+    C=st.integers(2, 40),
+)
+def test_offset_logits_with_smoothing_keep_float32_precision(
+    offset, seed, label_smoothing, weighted, C
+):
+    # the smoothing term from the shifted logits: as accurate as torch's in float32
+    rng = np.random.default_rng(seed)
+    x = torch.tensor(rng.normal(size=(16, C)) + offset, dtype=torch.float32)
+    y = torch.tensor(rng.integers(0, C, 16))
+    kw = dict(reduction="none", label_smoothing=label_smoothing)
+    if weighted:
+        kw["weight"] = torch.tensor(rng.random(C) + 0.1, dtype=torch.float32)
+    truth = F.cross_entropy(
+        x.double(), y, **{**kw, "weight": None if not weighted else kw["weight"].double()}
+    )
+    err_torch = ((F.cross_entropy(x, y, **kw).double() - truth).abs() / truth).max().item()
+    err = ((cross_entropy(x, y, backend="torch", **kw).double() - truth).abs() / truth).max()
+    assert err.item() <= max(4 * err_torch, 2e-6), (err.item(), err_torch)
 
 
 # ---------------------------------------------------------------------------
 # gradcheck in float64
 # ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("case", [
-    dict(shape=(4, 5), kind="indices", weight=True, eps=0.2, reduction="mean"),
-    dict(shape=(4, 5), kind="indices", weight=False, eps=0.0, reduction="none"),
-    dict(shape=(2, 3, 4), kind="indices", weight=True, eps=0.1, reduction="sum"),
-    dict(shape=(5,), kind="indices", weight=False, eps=0.3, reduction="mean"),
-    dict(shape=(3, 4), kind="probabilities", weight=True, eps=0.1, reduction="mean"),
-    dict(shape=(2, 4, 3), kind="probabilities", weight=False, eps=0.0, reduction="none"),
-])
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        dict(shape=(4, 5), kind="indices", weight=True, eps=0.2, reduction="mean"),
+        dict(shape=(4, 5), kind="indices", weight=False, eps=0.0, reduction="none"),
+        dict(shape=(2, 3, 4), kind="indices", weight=True, eps=0.1, reduction="sum"),
+        dict(shape=(5,), kind="indices", weight=False, eps=0.3, reduction="mean"),
+        dict(shape=(3, 4), kind="probabilities", weight=True, eps=0.1, reduction="mean"),
+        dict(shape=(2, 4, 3), kind="probabilities", weight=False, eps=0.0, reduction="none"),
+    ],
+)
 def test_gradcheck_float64(case):
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(case["shape"], dtype=torch.float64, generator=gen, requires_grad=True)
@@ -127,15 +266,28 @@ def test_gradcheck_float64(case):
         inputs = (x,)
 
         def f(x):
-            return cross_entropy(x, t, weight=w, reduction=case["reduction"],
-                                 label_smoothing=case["eps"], backend="torch")
+            return cross_entropy(
+                x,
+                t,
+                weight=w,
+                reduction=case["reduction"],
+                label_smoothing=case["eps"],
+                backend="torch",
+            )
     else:
         t = torch.rand(case["shape"], dtype=torch.float64, generator=gen, requires_grad=True)
         inputs = (x, t)
 
         def f(x, t):
-            return cross_entropy(x, t, weight=w, reduction=case["reduction"],
-                                 label_smoothing=case["eps"], backend="torch")
+            return cross_entropy(
+                x,
+                t,
+                weight=w,
+                reduction=case["reduction"],
+                label_smoothing=case["eps"],
+                backend="torch",
+            )
+
     assert torch.autograd.gradcheck(f, inputs)
 
 
@@ -143,8 +295,10 @@ def test_gradcheck_float64(case):
 # lower precision, edges, deviations
 # ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("dtype,tol", [(torch.float32, 2e-6), (torch.float16, 2e-3),
-                                       (torch.bfloat16, 1.6e-2)])
+
+@pytest.mark.parametrize(
+    "dtype,tol", [(torch.float32, 2e-6), (torch.float16, 2e-3), (torch.bfloat16, 1.6e-2)]
+)
 def test_low_precision_against_float64_reference(dtype, tol):
     rng = np.random.default_rng(1)
     x64 = rng.normal(size=(7, 13)) * 4
@@ -154,41 +308,52 @@ def test_low_precision_against_float64_reference(dtype, tol):
     x = torch.tensor(x64, dtype=dtype).requires_grad_()
     xr = x.detach().double().numpy()  # the reference sees the rounded inputs
     for reduction in ["mean", "sum", "none"]:
-        loss = cross_entropy(x, torch.tensor(y), weight=torch.tensor(w, dtype=dtype),
-                             reduction=reduction, label_smoothing=0.1, backend="torch")
+        loss = cross_entropy(
+            x,
+            torch.tensor(y),
+            weight=torch.tensor(w, dtype=dtype),
+            reduction=reduction,
+            label_smoothing=0.1,
+            backend="torch",
+        )
         assert loss.dtype == dtype
         g = torch.ones(loss.shape, dtype=dtype)
         (grad,) = torch.autograd.grad(loss, x, g)
         wr = torch.tensor(w, dtype=dtype).double().numpy()
         ref = reference.cross_entropy(xr, y, weight=wr, reduction=reduction, label_smoothing=0.1)
-        ref_grad = reference.cross_entropy_grad(xr, y, weight=wr, reduction=reduction,
-                                                label_smoothing=0.1)
+        ref_grad = reference.cross_entropy_grad(
+            xr, y, weight=wr, reduction=reduction, label_smoothing=0.1
+        )
         np.testing.assert_allclose(loss.detach().double().numpy(), ref, rtol=tol, atol=tol)
         np.testing.assert_allclose(grad.double().numpy(), ref_grad, rtol=tol, atol=tol)
 
 
 def test_minus_inf_logits_with_zero_target_give_zero_loss():
     """The reference's deliberate deviation: torch gives NaN here (0 * inf)."""
-    x = torch.tensor([[0.0, -np.inf, 1.0], [2.0, 0.5, -np.inf]], dtype=torch.float64,
-                     requires_grad=True)
+    x = torch.tensor(
+        [[0.0, -np.inf, 1.0], [2.0, 0.5, -np.inf]], dtype=torch.float64, requires_grad=True
+    )
     y = torch.tensor([0, 1])
     w = torch.tensor([1.0, 2.0, 0.0], dtype=torch.float64)
     for kw in [dict(), dict(weight=w, label_smoothing=0.2)]:
         loss = cross_entropy(x, y[:1].expand(2) * 0, reduction="none", **kw, backend="torch")
         np_kw = {k: (v.numpy() if isinstance(v, torch.Tensor) else v) for k, v in kw.items()}
-        ref = reference.cross_entropy(x.detach().numpy(), np.array([0, 0]), reduction="none",
-                                      **np_kw)
+        ref = reference.cross_entropy(
+            x.detach().numpy(), np.array([0, 0]), reduction="none", **np_kw
+        )
         np.testing.assert_allclose(loss.detach().numpy(), ref)
     # probability targets with a zero where the logit is -inf
     q = torch.tensor([[0.5, 0.0, 0.5], [1.0, 0.0, 0.0]], dtype=torch.float64)
     loss = cross_entropy(x, q, reduction="none", backend="torch")
     assert torch.isfinite(loss).all()
-    np.testing.assert_allclose(loss.detach().numpy(),
-                               reference.cross_entropy(x.detach().numpy(), q.numpy(),
-                                                       reduction="none"))
+    np.testing.assert_allclose(
+        loss.detach().numpy(),
+        reference.cross_entropy(x.detach().numpy(), q.numpy(), reduction="none"),
+    )
     (grad,) = torch.autograd.grad(loss.sum(), x)
-    np.testing.assert_allclose(grad.numpy(), reference.cross_entropy_grad(
-        x.detach().numpy(), q.numpy(), reduction="sum"))
+    np.testing.assert_allclose(
+        grad.numpy(), reference.cross_entropy_grad(x.detach().numpy(), q.numpy(), reduction="sum")
+    )
 
 
 def _true_class_grad64(x, y):
@@ -234,6 +399,7 @@ def test_ignored_row_of_all_minus_inf_has_zero_gradient():
 # the caller's tensors, what is saved, errors, backends
 # ---------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("kind", ["indices", "probabilities"])
 def test_callers_tensors_unchanged(kind):
     x = torch.randn(4, 6, 2, requires_grad=True)
@@ -263,20 +429,23 @@ def test_saves_one_lse_per_row_not_log_probabilities():
     assert sum(t.numel() for t in saved if t.data_ptr() != x.data_ptr()) <= 64
 
 
-@pytest.mark.parametrize("logits,target,kwargs", [
-    (np.zeros((3, 4)), np.array([0, 4, 1]), {}),
-    (np.zeros((3, 4)), np.array([0, -3, 1]), {}),
-    (np.zeros((2, 4, 3)), np.array([[0, 1, 2], [3, 9, 0]]), {}),
-    (np.zeros((3, 4)), np.array([0, 1]), {}),
-    (np.zeros((3, 4)), np.array([0, 1, 2]), dict(reduction="avg")),
-    (np.zeros((3, 4)), np.array([0, 1, 2]), dict(label_smoothing=1.5)),
-    (np.zeros((3, 4)), np.array([0, 1, 2]), dict(weight=np.ones(3))),
-    (np.zeros((3, 4)), np.ones((3, 4)), dict(ignore_index=1)),
-    (np.zeros((3, 4), dtype=np.int64), np.array([0, 1, 2]), {}),
-    (np.zeros((3, 4)), np.array([0.0, 1.0, 2.0]), {}),
-    (np.zeros((3, 4)), np.ones((3, 4), dtype=np.int64), {}),
-    (np.zeros(()), np.array(0), {}),
-])
+@pytest.mark.parametrize(
+    "logits,target,kwargs",
+    [
+        (np.zeros((3, 4)), np.array([0, 4, 1]), {}),
+        (np.zeros((3, 4)), np.array([0, -3, 1]), {}),
+        (np.zeros((2, 4, 3)), np.array([[0, 1, 2], [3, 9, 0]]), {}),
+        (np.zeros((3, 4)), np.array([0, 1]), {}),
+        (np.zeros((3, 4)), np.array([0, 1, 2]), dict(reduction="avg")),
+        (np.zeros((3, 4)), np.array([0, 1, 2]), dict(label_smoothing=1.5)),
+        (np.zeros((3, 4)), np.array([0, 1, 2]), dict(weight=np.ones(3))),
+        (np.zeros((3, 4)), np.ones((3, 4)), dict(ignore_index=1)),
+        (np.zeros((3, 4), dtype=np.int64), np.array([0, 1, 2]), {}),
+        (np.zeros((3, 4)), np.array([0.0, 1.0, 2.0]), {}),
+        (np.zeros((3, 4)), np.ones((3, 4), dtype=np.int64), {}),
+        (np.zeros(()), np.array(0), {}),
+    ],
+)
 def test_same_errors_as_reference(logits, target, kwargs):
     with pytest.raises(Exception) as ref_err:
         reference.cross_entropy(logits, target, **kwargs)
@@ -297,15 +466,19 @@ def test_backend_choice():
 
 
 def test_import_celib_without_torch():
-    code = ("import sys; sys.modules['torch'] = None; sys.modules['triton'] = None\n"
-            "import celib; print(celib.cross_entropy([[1.0, 2.0]], [1]))")
+    code = (
+        "import sys; sys.modules['torch'] = None; sys.modules['triton'] = None\n"
+        "import celib; print(celib.cross_entropy([[1.0, 2.0]], [1]))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
 
 
 def test_torch_ops_does_not_import_triton():
-    code = ("import celib.torch_ops, sys, torch\n"
-            "celib.torch_ops.cross_entropy(torch.randn(2, 3), torch.tensor([0, 1]))\n"
-            "assert 'triton' not in sys.modules, 'triton imported eagerly'")
+    code = (
+        "import celib.torch_ops, sys, torch\n"
+        "celib.torch_ops.cross_entropy(torch.randn(2, 3), torch.tensor([0, 1]))\n"
+        "assert 'triton' not in sys.modules, 'triton imported eagerly'"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
