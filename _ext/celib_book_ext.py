@@ -49,10 +49,19 @@ logger = logging.getLogger(__name__)
 
 # MathJax files never loaded by a page that uses tex-chtml.js.
 MATHJAX_UNUSED = [
-    "latest.js", "node-main.js", "startup.js",
-    "mml-chtml.js", "mml-svg.js", "tex-mml-chtml.js", "tex-mml-svg.js",
-    "tex-svg.js", "tex-svg-full.js", "tex-chtml-full.js", "tex-chtml-full-speech.js",
-    "output/svg.js", "output/svg",
+    "latest.js",
+    "node-main.js",
+    "startup.js",
+    "mml-chtml.js",
+    "mml-svg.js",
+    "tex-mml-chtml.js",
+    "tex-mml-svg.js",
+    "tex-svg.js",
+    "tex-svg-full.js",
+    "tex-chtml-full.js",
+    "tex-chtml-full-speech.js",
+    "output/svg.js",
+    "output/svg",
 ]
 
 
@@ -62,16 +71,22 @@ def _check_search(app, config):
     try:
         import jieba  # noqa: F401
     except ImportError:
-        logger.warning("html_search_language is 'zh' but jieba is not installed: Chinese "
-                       "words will not be searchable (pip install jieba)", type="celib",
-                       subtype="search")
+        logger.warning(
+            "html_search_language is 'zh' but jieba is not installed: Chinese "
+            "words will not be searchable (pip install jieba)",
+            type="celib",
+            subtype="search",
+        )
     options = dict(config.html_search_options or {})
     path = options.get("dict")
     if path:
         resolved = Path(path) if os.path.isabs(path) else Path(app.srcdir) / path
         if not resolved.is_file():
-            logger.warning(f"html_search_options['dict'] = {path!r}: no such file under "
-                           f"{app.srcdir}", type="celib", subtype="search")
+            logger.warning(
+                f"html_search_options['dict'] = {path!r}: no such file under {app.srcdir}",
+                type="celib",
+                subtype="search",
+            )
         options["dict"] = str(resolved)
         config.html_search_options = options
 
@@ -109,7 +124,7 @@ def _prune_mathjax(app, exc):
 # --- two editions ---------------------------------------------------------------------
 
 HERE = Path(__file__).resolve().parent
-STORAGE_KEY = "celib-book-lang"       # the landing page (tools/build_book.py) reads it
+STORAGE_KEY = "celib-book-lang"  # the landing page (tools/build_book.py) reads it
 HTML_LANG = {"en": "en", "zh": "zh-TW"}
 SWITCH_TITLE = {"en": "Read this page in English", "zh": "以繁體中文閱讀本頁"}
 
@@ -128,7 +143,7 @@ def _setup_edition(app, config):
     config.html_static_path = list(config.html_static_path or []) + [str(HERE / "static")]
     options = dict(config.html_theme_options or {})
     table = INTERFACE.get(config.celib_edition, {})
-    if "Search this book..." in table:      # a theme option, not looked up in a catalog
+    if "Search this book..." in table:  # a theme option, not looked up in a catalog
         options["search_bar_text"] = table["Search this book..."]
     end = options.get("article_header_end") or ["article-header-buttons.html"]
     if isinstance(end, str):
@@ -164,8 +179,9 @@ class CrossEditionLinks(SphinxTransform):
             if edition == lang or edition not in (self.config.celib_editions or {}):
                 continue
             uri = posixpath.relpath(target, docdir) + ".html" + (m["anchor"] or "")
-            ref = nodes.reference("", "", *node.children, refuri=uri, internal=False,
-                                  classes=["celib-edition-link"])
+            ref = nodes.reference(
+                "", "", *node.children, refuri=uri, internal=False, classes=["celib-edition-link"]
+            )
             node.replace_self(ref)
 
 
@@ -187,7 +203,7 @@ class ReadableSectionIds(SphinxTransform):
     left-overs (``softmax`` for 「方法一：softmax 的雅可比矩陣」). Labelled sections
     (``(zh-ex-2-1)=``) keep their label as the anchor."""
 
-    default_priority = 850    # before sphinx.transforms.DoctreeReadEvent (880): the page's toc
+    default_priority = 850  # before sphinx.transforms.DoctreeReadEvent (880): the page's toc
 
     def apply(self, **kwargs):
         if not self.config.celib_edition:
@@ -200,13 +216,17 @@ class ReadableSectionIds(SphinxTransform):
             ids = section.get("ids", [])
             derived = {nodes.make_id(title.astext())}
             if not ids or not all(_AUTO_ID.match(i) or i in derived for i in ids):
-                continue          # a label of its own
+                continue  # a label of its own
             if not all(_AUTO_ID.match(i) for i in ids) and not any(
-                    _wide(c) for c in title.astext()):
-                continue          # docutils' id from an ASCII title is fine
+                _wide(c) for c in title.astext()
+            ):
+                continue  # docutils' id from an ASCII title is fine
             # the title's words, not the TeX of its math
-            text = "".join(t.astext() for t in title.findall(nodes.Text)
-                           if not isinstance(t.parent, nodes.math))
+            text = "".join(
+                t.astext()
+                for t in title.findall(nodes.Text)
+                if not isinstance(t.parent, nodes.math)
+            )
             slug = _slug(text) or _slug(title.astext())
             if not slug:
                 continue
@@ -236,15 +256,13 @@ INTERFACE = {
         "Announcement": "公告",
         "Back to top": "回到頁首",
         "Breadcrumb": "導覽路徑",
-        "Built with the <a href=\"%(PST_url)s\">PyData Sphinx Theme</a> %(theme_version)s.":
-            "以 <a href=\"%(PST_url)s\">PyData Sphinx Theme</a> %(theme_version)s 建置。",
+        'Built with the <a href="%(PST_url)s">PyData Sphinx Theme</a> %(theme_version)s.': '以 <a href="%(PST_url)s">PyData Sphinx Theme</a> %(theme_version)s 建置。',
         "Click to collapse": "收合",
         "Click to expand": "展開",
         "Color mode": "色彩模式",
         "Copyright %(copyright)s": "%(copyright)s 版權所有",
         "© Copyright %(copyright)s.": "© %(copyright)s 版權所有。",
-        "Created using <a href=\"https://www.sphinx-doc.org/\">Sphinx</a> %(sphinx_version)s.":
-            "以 <a href=\"https://www.sphinx-doc.org/\">Sphinx</a> %(sphinx_version)s 建立。",
+        'Created using <a href="https://www.sphinx-doc.org/">Sphinx</a> %(sphinx_version)s.': '以 <a href="https://www.sphinx-doc.org/">Sphinx</a> %(sphinx_version)s 建立。',
         "Dark": "深色",
         "Light": "淺色",
         "System Settings": "跟隨系統設定",
@@ -257,8 +275,7 @@ INTERFACE = {
         "Indices": "索引",
         "Last updated on %(last_updated)s.": "最後更新於 %(last_updated)s。",
         "On this page": "本頁內容",
-        "Please activate JavaScript to enable the search functionality.":
-            "請啟用 JavaScript 才能使用搜尋功能。",
+        "Please activate JavaScript to enable the search functionality.": "請啟用 JavaScript 才能使用搜尋功能。",
         "Python Module Index": "Python 模組索引",
         "Search": "搜尋",
         "Section Navigation": "章節導覽",
@@ -326,8 +343,10 @@ FONT_STEM = "celib-noto-sans-tc"
 FONT_CSS = "celib-cjk-font.css"
 # What the @font-face may be used for: CJK punctuation, ideographs, full-width forms. Characters
 # the subset lacks fall through to the next font of the list.
-UNICODE_RANGE = ("U+2E80-2FDF, U+3000-303F, U+3100-312F, U+31A0-31BF, U+3200-9FFF, "
-                 "U+F900-FAFF, U+FE10-FE1F, U+FE30-FE4F, U+FF00-FFEF, U+20000-2FA1F")
+UNICODE_RANGE = (
+    "U+2E80-2FDF, U+3000-303F, U+3100-312F, U+31A0-31BF, U+3200-9FFF, "
+    "U+F900-FAFF, U+FE10-FE1F, U+FE30-FE4F, U+FF00-FFEF, U+20000-2FA1F"
+)
 
 
 def _wide(ch):
@@ -351,15 +370,21 @@ def _web_font(app, exc):
     fonts = static / "fonts"
     try:
         from celib.plotting import cjk_font_path
+
         source = cjk_font_path()
     except ImportError:
         source = None
     if not source or not Path(source).is_file():
-        logger.warning("the Noto Sans CJK TC font (pip package cvttf-notosanscjk-regular) is "
-                       "not installed: the zh pages get no web font", type="celib", subtype="font")
+        logger.warning(
+            "the Noto Sans CJK TC font (pip package cvttf-notosanscjk-regular) is "
+            "not installed: the zh pages get no web font",
+            type="celib",
+            subtype="font",
+        )
         return
     try:
         import brotli  # noqa: F401
+
         flavor = "woff2"
     except ImportError:
         flavor = "woff"
@@ -379,7 +404,7 @@ def _web_font(app, exc):
         options.flavor = flavor
         options.hinting = False
         options.desubroutinize = True
-        options.name_IDs = [0, 1, 2, 3, 4, 5, 6]   # keeps the font's copyright and licence notice
+        options.name_IDs = [0, 1, 2, 3, 4, 5, 6]  # keeps the font's copyright and licence notice
         options.layout_features = ["*"]
         tt = subset.load_font(source, options)
         subsetter = subset.Subsetter(options)
@@ -387,20 +412,24 @@ def _web_font(app, exc):
         subsetter.subset(tt)
         subset.save_font(tt, str(font), options)
         stamp.write_text(key)
-    css = (f'/* {FONT_FAMILY}: a subset of Noto Sans CJK TC (SIL Open Font License 1.1) with '
-           f'the {len(chars)} characters of this site, made by _ext/celib_book_ext.py. */\n'
-           f'@font-face {{\n  font-family: "{FONT_FAMILY}";\n  font-style: normal;\n'
-           f'  font-weight: 400;\n  font-display: swap;\n'
-           f'  src: url("fonts/{font.name}") format("{flavor}");\n'
-           f'  unicode-range: {UNICODE_RANGE};\n}}\n'
-           f'html[lang] {{\n'
-           f'  --pst-font-family-base: "{FONT_FAMILY}", var(--pst-font-family-base-system);\n'
-           f'  --pst-font-family-heading: "{FONT_FAMILY}", var(--pst-font-family-base-system);\n'
-           f'  --pst-font-family-monospace: var(--pst-font-family-monospace-system), '
-           f'"{FONT_FAMILY}";\n}}\n')
+    css = (
+        f"/* {FONT_FAMILY}: a subset of Noto Sans CJK TC (SIL Open Font License 1.1) with "
+        f"the {len(chars)} characters of this site, made by _ext/celib_book_ext.py. */\n"
+        f'@font-face {{\n  font-family: "{FONT_FAMILY}";\n  font-style: normal;\n'
+        f"  font-weight: 400;\n  font-display: swap;\n"
+        f'  src: url("fonts/{font.name}") format("{flavor}");\n'
+        f"  unicode-range: {UNICODE_RANGE};\n}}\n"
+        f"html[lang] {{\n"
+        f'  --pst-font-family-base: "{FONT_FAMILY}", var(--pst-font-family-base-system);\n'
+        f'  --pst-font-family-heading: "{FONT_FAMILY}", var(--pst-font-family-base-system);\n'
+        f"  --pst-font-family-monospace: var(--pst-font-family-monospace-system), "
+        f'"{FONT_FAMILY}";\n}}\n'
+    )
     (static / FONT_CSS).write_text(css, encoding="utf-8")
-    logger.info(f"celib: web font {font.name}: {len(chars)} characters, "
-                f"{font.stat().st_size / 1024:.0f} KiB")
+    logger.info(
+        f"celib: web font {font.name}: {len(chars)} characters, "
+        f"{font.stat().st_size / 1024:.0f} KiB"
+    )
 
 
 def _needs_font(config):

@@ -90,7 +90,7 @@ def celib_two_calls(x, t):
 
 
 def torch_step(x, t):
-    xt = torch.from_numpy(x).requires_grad_(True)   # shares x's memory, as celib reads it
+    xt = torch.from_numpy(x).requires_grad_(True)  # shares x's memory, as celib reads it
     loss = F.cross_entropy(xt, torch.from_numpy(t))
     loss.backward()
     return loss.detach(), xt.grad
@@ -119,18 +119,22 @@ def main():
     t = rng.integers(0, args.c, args.n)
     logits_mb = x.nbytes / 2**20
     default_threads = torch.get_num_threads()
-    print(f"N={args.n} C={args.c} float32: logits {logits_mb:.0f} MiB; "
-          f"torch {torch.__version__}, {default_threads} threads by default; numpy {np.__version__}")
+    print(
+        f"N={args.n} C={args.c} float32: logits {logits_mb:.0f} MiB; "
+        f"torch {torch.__version__}, {default_threads} threads by default; numpy {np.__version__}"
+    )
 
     # agreement first: the same numbers, or the timing means nothing
     (l_c, g_c), (l_t, g_t) = celib_step(x, t), torch_step(x, t)
-    print(f"loss celib {float(l_c):.6f} torch {float(l_t):.6f}; "
-          f"max |grad difference| {np.max(np.abs(g_c - g_t.numpy())):.2e}")
+    print(
+        f"loss celib {float(l_c):.6f} torch {float(l_t):.6f}; "
+        f"max |grad difference| {np.max(np.abs(g_c - g_t.numpy())):.2e}"
+    )
     del l_c, g_c, l_t, g_t
 
     # time (warm-up done above)
     t_celib, t_torch = [], []
-    for _ in range(args.repeats):   # alternate, so drifts in machine load hit both
+    for _ in range(args.repeats):  # alternate, so drifts in machine load hit both
         t_celib.append(median_time(celib_step, x, t, 1))
         t_torch.append(median_time(torch_step, x, t, 1))
     torch.set_num_threads(1)
@@ -138,12 +142,18 @@ def main():
     torch.set_num_threads(default_threads)
     t_two = median_time(celib_two_calls, x, t, args.repeats)
     tc, tt = statistics.median(t_celib), statistics.median(t_torch)
-    print(f"median time  celib {tc * 1e3:8.1f} ms   torch ({default_threads} threads) "
-          f"{tt * 1e3:8.1f} ms   torch (1 thread) {t_torch1 * 1e3:8.1f} ms")
-    print(f"ratio celib/torch: {tc / tt:.2f} ({default_threads} threads), "
-          f"{tc / t_torch1:.2f} (1 thread)   target <= 0.5")
-    print(f"for information: cross_entropy + cross_entropy_grad as two calls {t_two * 1e3:.1f} ms, "
-          f"ratio {t_two / tt:.2f} against torch ({default_threads} threads)")
+    print(
+        f"median time  celib {tc * 1e3:8.1f} ms   torch ({default_threads} threads) "
+        f"{tt * 1e3:8.1f} ms   torch (1 thread) {t_torch1 * 1e3:8.1f} ms"
+    )
+    print(
+        f"ratio celib/torch: {tc / tt:.2f} ({default_threads} threads), "
+        f"{tc / t_torch1:.2f} (1 thread)   target <= 0.5"
+    )
+    print(
+        f"for information: cross_entropy + cross_entropy_grad as two calls {t_two * 1e3:.1f} ms, "
+        f"ratio {t_two / tt:.2f} against torch ({default_threads} threads)"
+    )
 
     # memory: peak growth with the returned gradient alive
     gc.collect()
@@ -167,11 +177,15 @@ def main():
         return mb / logits_mb
 
     c_rss, t_rss = celib_rss.growth / 2**20, torch_rss.growth / 2**20
-    print(f"peak memory  celib {celib_traced:7.0f} MiB = {in_logits(celib_traced):.2f} x logits "
-          f"(tracemalloc); {c_rss:.0f} MiB = {in_logits(c_rss):.2f} x logits (RSS sampling)")
+    print(
+        f"peak memory  celib {celib_traced:7.0f} MiB = {in_logits(celib_traced):.2f} x logits "
+        f"(tracemalloc); {c_rss:.0f} MiB = {in_logits(c_rss):.2f} x logits (RSS sampling)"
+    )
     print(f"             torch {t_rss:7.0f} MiB = {in_logits(t_rss):.2f} x logits (RSS sampling)")
-    print(f"temporaries beyond the returned gradient: celib {in_logits(celib_traced) - 1:.2f} x logits, "
-          f"torch {in_logits(t_rss) - 1:.2f} x logits   target <= 1")
+    print(
+        f"temporaries beyond the returned gradient: celib {in_logits(celib_traced) - 1:.2f} x logits, "
+        f"torch {in_logits(t_rss) - 1:.2f} x logits   target <= 1"
+    )
 
 
 if __name__ == "__main__":

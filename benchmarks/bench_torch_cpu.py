@@ -55,14 +55,18 @@ def _step(variant, x, y):
 def _child(variant, n, c):
     """Run in a subprocess: print the peak extra memory of one forward + backward."""
     x, y = _inputs(n, c)
-    _step(variant, x[:2], y[:2])                          # load lazily-initialised code paths
+    _step(variant, x[:2], y[:2])  # load lazily-initialised code paths
     extra = peak_extra_bytes(lambda: _step(variant, x, y))
     print(json.dumps(dict(extra=extra, input=x.numel() * x.element_size())))
 
 
 def _extra_memory(variant, n, c):
-    out = subprocess.run([sys.executable, __file__, "--child", variant, "--n", str(n),
-                          "--c", str(c)], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", variant, "--n", str(n), "--c", str(c)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -78,13 +82,17 @@ def main():
         return
 
     n, c = args.n, args.c
-    print(f"cross-entropy forward + backward, N={n}, C={c}, float32, CPU, "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(
+        f"cross-entropy forward + backward, N={n}, C={c}, float32, CPU, "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads"
+    )
     x, y = _inputs(n, c)
     # agreement first
     (l0, g0), (l1, g1) = _step("eager", x, y), _step("celib", x, y)
-    print(f"loss difference {abs(l0.item() - l1.item()):.2e}, "
-          f"gradient max difference {(g0 - g1).abs().max().item():.2e}")
+    print(
+        f"loss difference {abs(l0.item() - l1.item()):.2e}, "
+        f"gradient max difference {(g0 - g1).abs().max().item():.2e}"
+    )
     del g0, g1
     times = {"eager": [], "celib": []}
     for _ in range(args.repeats):
@@ -96,17 +104,25 @@ def main():
     del x, y
     mem = {v: _extra_memory(v, n, c) for v in ("eager", "celib")}
     mb = 2**20
-    print(f"time (median of {args.repeats}): eager {med['eager'] * 1e3:.0f} ms, "
-          f"celib {med['celib'] * 1e3:.0f} ms")
-    print(f"peak extra memory: eager {mem['eager']['extra'] / mb:.0f} MiB, "
-          f"celib {mem['celib']['extra'] / mb:.0f} MiB "
-          f"(logits are {mem['eager']['input'] / mb:.0f} MiB)")
+    print(
+        f"time (median of {args.repeats}): eager {med['eager'] * 1e3:.0f} ms, "
+        f"celib {med['celib'] * 1e3:.0f} ms"
+    )
+    print(
+        f"peak extra memory: eager {mem['eager']['extra'] / mb:.0f} MiB, "
+        f"celib {mem['celib']['extra'] / mb:.0f} MiB "
+        f"(logits are {mem['eager']['input'] / mb:.0f} MiB)"
+    )
     t_ratio = med["celib"] / med["eager"]
     m_ratio = mem["celib"]["extra"] / mem["eager"]["extra"]
-    print(f"time ratio celib/eager: {t_ratio:.2f} (target <= 1.00: "
-          f"{'met' if t_ratio <= 1.0 else 'NOT met'})")
-    print(f"peak extra memory ratio celib/eager: {m_ratio:.2f} (target <= 0.60: "
-          f"{'met' if m_ratio <= 0.6 else 'NOT met'})")
+    print(
+        f"time ratio celib/eager: {t_ratio:.2f} (target <= 1.00: "
+        f"{'met' if t_ratio <= 1.0 else 'NOT met'})"
+    )
+    print(
+        f"peak extra memory ratio celib/eager: {m_ratio:.2f} (target <= 0.60: "
+        f"{'met' if m_ratio <= 0.6 else 'NOT met'})"
+    )
 
 
 if __name__ == "__main__":

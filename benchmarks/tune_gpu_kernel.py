@@ -84,9 +84,17 @@ def main():
     x = torch.randn(N, V, device=DEVICE, generator=gen).to(dtype)
     y = torch.randint(0, V, (N,), device=DEVICE, generator=gen)
     sms = 4 if DRY else torch.cuda.get_device_properties(0).multi_processor_count
-    record = dict(gpu=None if DRY else torch.cuda.get_device_name(), torch=torch.__version__,
-                  dry_run=DRY, date=datetime.datetime.now(datetime.timezone.utc).isoformat(
-                      timespec="seconds"), N=N, V=V, dtype=str(dtype), sms=sms, parts={})
+    record = dict(
+        gpu=None if DRY else torch.cuda.get_device_name(),
+        torch=torch.__version__,
+        dry_run=DRY,
+        date=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        N=N,
+        V=V,
+        dtype=str(dtype),
+        sms=sms,
+        parts={},
+    )
     parts = record["parts"]
     rule = triton_kernels.rule_config(N, V, x.element_size(), sms, interpret=DRY)
     record["rule"] = cfg_dict(rule)
@@ -97,57 +105,82 @@ def main():
         def timer(fn):
             fn()
             return float(next(fake))
+
     tuned = {}
     for inplace in (False, True):
         scratch = x.clone()
         t0 = time.perf_counter()
-        best, trials = triton_kernels.tune(scratch, y, inplace=inplace, sms=sms, timer=timer,
-                                           blocks=(64, 128) if DRY else (4096, 8192, 16384, 32768),
-                                           log=print)
+        best, trials = triton_kernels.tune(
+            scratch,
+            y,
+            inplace=inplace,
+            sms=sms,
+            timer=timer,
+            blocks=(64, 128) if DRY else (4096, 8192, 16384, 32768),
+            log=print,
+        )
         key = "inplace" if inplace else "default"
         tuned[key] = best
-        record[f"tune_{key}"] = dict(best=cfg_dict(best), seconds=round(time.perf_counter() - t0, 1),
-                                     trials=[dict(cfg_dict(c), **({"error": ms} if isinstance(
-                                         ms, str) else {"ms": ms})) for c, ms in trials])
+        record[f"tune_{key}"] = dict(
+            best=cfg_dict(best),
+            seconds=round(time.perf_counter() - t0, 1),
+            trials=[
+                dict(cfg_dict(c), **({"error": ms} if isinstance(ms, str) else {"ms": ms}))
+                for c, ms in trials
+            ],
+        )
         print(f"best ({key}): {best}", flush=True)
         del scratch
 
     scale = torch.full((), 1.0 / N, device=DEVICE, dtype=torch.float32)
 
     def kernel(g, cfg, xs=x, grad=True):
-        return triton_kernels.cross_entropy_forward(xs, y, None, -100, 0.0, scale,
-                                                    g if grad else None, config=cfg)
+        return triton_kernels.cross_entropy_forward(
+            xs, y, None, -100, 0.0, scale, g if grad else None, config=cfg
+        )
+
     xi = x.clone()
     g = torch.empty_like(x)
-    for name, cfg in (("rule", rule), ("tuned_default", tuned["default"]),
-                      ("tuned_inplace", tuned["inplace"])):
+    for name, cfg in (
+        ("rule", rule),
+        ("tuned_default", tuned["default"]),
+        ("tuned_inplace", tuned["inplace"]),
+    ):
         parts[f"kernel_{name}_in_place"] = batch_ms(lambda cfg=cfg: kernel(xi, cfg, xs=xi))
         parts[f"kernel_{name}_separate_buffer"] = batch_ms(lambda cfg=cfg: kernel(g, cfg))
         parts[f"kernel_{name}_fresh_buffer"] = batch_ms(
-            lambda cfg=cfg: kernel(torch.empty_like(x), cfg))
-        parts[f"kernel_{name}_no_gradient"] = batch_ms(lambda cfg=cfg: kernel(None, cfg,
-                                                                              grad=False))
+            lambda cfg=cfg: kernel(torch.empty_like(x), cfg)
+        )
+        parts[f"kernel_{name}_no_gradient"] = batch_ms(
+            lambda cfg=cfg: kernel(None, cfg, grad=False)
+        )
     parts["index_check_only (host sync)"] = batch_ms(
-        lambda: torch_ops._check_class_indices(y, V, -100))
+        lambda: torch_ops._check_class_indices(y, V, -100)
+    )
     parts["mean_denominator_kernel"] = batch_ms(
-        lambda: triton_kernels.mean_denominator(y, None, -100))
+        lambda: triton_kernels.mean_denominator(y, None, -100)
+    )
     one = torch.ones((), device=DEVICE, dtype=dtype)
     parts["backward_scaling_kernel_grad_output_1"] = batch_ms(
-        lambda: triton_kernels.scale_rows_(g, one))
+        lambda: triton_kernels.scale_rows_(g, one)
+    )
     half = torch.full((), 0.5, device=DEVICE, dtype=dtype)
     parts["backward_scaling_kernel_grad_output_0.5"] = batch_ms(
-        lambda: triton_kernels.scale_rows_(g, half))
+        lambda: triton_kernels.scale_rows_(g, half)
+    )
     xl = x.detach().clone().requires_grad_()
 
     def full_default():
         out = torch_ops.cross_entropy(xl, y, backend="triton")
         return torch.autograd.grad(out, xl)[0]
+
     parts["full_path_default_rule"] = batch_ms(full_default)
-    h = xl * 1.0                          # a non-leaf, made once: each call overwrites it
+    h = xl * 1.0  # a non-leaf, made once: each call overwrites it
 
     def full_inplace():
         out = torch_ops.cross_entropy(h, y, backend="triton", inplace_backward=True)
         return torch.autograd.grad(out, h)[0]
+
     parts["full_path_inplace_rule"] = batch_ms(full_inplace)
     for key, variant in (("default", full_default), ("inplace", full_inplace)):
         triton_kernels._override = tuned[key]
@@ -159,6 +192,7 @@ def main():
     def eager():
         out = F.cross_entropy(xl, y)
         return torch.autograd.grad(out, xl)[0]
+
     parts["eager"] = batch_ms(eager)
     dst = torch.empty_like(x)
     parts["copy_logits"] = batch_ms(lambda: dst.copy_(x))
@@ -167,8 +201,10 @@ def main():
     dname = str(dtype).replace("torch.", "")
     record["TUNED_lines"] = [
         f"TUNED[({tuned[k].mode!r}, {V}, {dname!r}, {k == 'inplace'})] = KernelConfig("
-        + ", ".join(f"{f}={getattr(tuned[k], f)!r}" for f in tuned[k].__dataclass_fields__) + ")"
-        for k in ("default", "inplace")]
+        + ", ".join(f"{f}={getattr(tuned[k], f)!r}" for f in tuned[k].__dataclass_fields__)
+        + ")"
+        for k in ("default", "inplace")
+    ]
     print("\n".join(record["TUNED_lines"]))
     Path(args.out).write_text(json.dumps(record, indent=1))
 

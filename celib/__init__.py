@@ -5,7 +5,7 @@ truth; the torch path lives in ``celib.torch_ops`` and is imported only when
 asked for, so ``import celib`` works without torch.
 """
 
-from . import gradcheck, gradient_check, losses
+from . import gradcheck, gradient_check, losses  # noqa: F401  (submodules, as celib.losses)
 from .gradient_check import Comparison, compare, numerical_grad, relative_error
 from .reference import (
     cross_entropy,

@@ -122,6 +122,7 @@ def sci(value, digits=1):
     mantissa, exponent = f"{value:.{digits}e}".split("e")
     return f"{mantissa} × 10{str(int(exponent)).translate(_SUPERSCRIPT)}"
 
+
 def device():
     """'cuda' where a GPU is present, else 'cpu' (outputs must not depend on it)."""
     try:
@@ -133,7 +134,7 @@ def device():
 
 def _setup_matplotlib():
     try:
-        import matplotlib
+        import matplotlib  # noqa: F401  (only whether it is installed)
     except ImportError:
         return
     from . import plotting
@@ -177,14 +178,14 @@ def peak_extra_bytes(fn):
             return int(re.search(rf"^{field}:\s+(\d+) kB", f.read(), re.M).group(1))
 
     try:
-        ctypes.CDLL("libc.so.6").mallopt(-3, 1 << 16)   # M_MMAP_THRESHOLD = 64 KiB
+        ctypes.CDLL("libc.so.6").mallopt(-3, 1 << 16)  # M_MMAP_THRESHOLD = 64 KiB
         gc.collect()
         with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")                                 # VmHWM := VmRSS
+            f.write("5")  # VmHWM := VmRSS
         before = status_kib("VmRSS")
     except OSError as exc:
         raise RuntimeError(f"peak_extra_bytes needs Linux's /proc/self/clear_refs: {exc}") from None
-    if status_kib("VmHWM") > before + 1024:              # the reset did not take
+    if status_kib("VmHWM") > before + 1024:  # the reset did not take
         raise RuntimeError("/proc/self/clear_refs did not reset VmHWM; the peak would be wrong")
     fn()
     return (status_kib("VmHWM") - before) * 1024

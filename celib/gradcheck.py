@@ -18,7 +18,8 @@ class _AliasModule(types.ModuleType):
             "celib.gradcheck is a module (an alias of celib.gradient_check), not a function: "
             "call celib.numerical_grad(f, x, eps) for central differences, "
             "celib.compare(actual, expected) or celib.relative_error(actual, expected) to compare "
-            "gradients; for torch functions use torch.autograd.gradcheck")
+            "gradients; for torch functions use torch.autograd.gradcheck"
+        )
 
 
 sys.modules[__name__].__class__ = _AliasModule

@@ -48,7 +48,9 @@ def numerical_grad(f, x, eps=1e-6):
         entry of x (x + eps == x in float64: the difference would be 0), or if
         f does not return a scalar.
     """
-    if isinstance(eps, (bool, np.bool_)) or not isinstance(eps, (int, float, np.integer, np.floating)):
+    if isinstance(eps, (bool, np.bool_)) or not isinstance(
+        eps, (int, float, np.integer, np.floating)
+    ):
         raise TypeError(f"eps must be a real number, got {eps!r}")
     if not (np.isfinite(eps) and eps > 0):
         raise ValueError(f"eps must be a positive finite step, got {eps!r}")
@@ -57,8 +59,10 @@ def numerical_grad(f, x, eps=1e-6):
     for i in np.ndindex(point.shape):
         saved = point[i]
         if saved + eps == saved or saved - eps == saved:
-            raise ValueError(f"eps={eps!r} is below the resolution of x at index {i} "
-                             f"(x = {saved!r}): x + eps == x in float64")
+            raise ValueError(
+                f"eps={eps!r} is below the resolution of x at index {i} "
+                f"(x = {saved!r}): x + eps == x in float64"
+            )
         point[i] = saved + eps
         f_plus = _scalar(f(point.copy()))
         point[i] = saved - eps
@@ -83,6 +87,7 @@ def _scalar(value):
 # ---------------------------------------------------------------------------
 # comparing two arrays: relative error and a small report
 # ---------------------------------------------------------------------------
+
 
 def relative_error(actual, expected):
     """Largest absolute difference over the largest magnitude: a scale-free error.
@@ -170,21 +175,29 @@ class Comparison:
         elif self.close:
             verdict = f"close (rtol={self.rtol:g}, atol={self.atol:g}), not exactly equal"
         else:
-            verdict = (f"NOT close (rtol={self.rtol:g}, atol={self.atol:g}): "
-                       f"{self.mismatched} of {int(np.prod(self.shape))} entries differ")
+            verdict = (
+                f"NOT close (rtol={self.rtol:g}, atol={self.atol:g}): "
+                f"{self.mismatched} of {int(np.prod(self.shape))} entries differ"
+            )
         lines = [f"{verdict}; shape {self.shape}"]
         if not self.equal:
-            lines.append(f"  largest |actual - expected|:              {self.max_abs_diff:.3g}"
-                         f" at index {self.max_abs_index}")
-            lines.append(f"  largest |actual - expected| / |expected|: {self.max_rel_diff:.3g}"
-                         f" at index {self.max_rel_index}")
+            lines.append(
+                f"  largest |actual - expected|:              {self.max_abs_diff:.3g}"
+                f" at index {self.max_abs_index}"
+            )
+            lines.append(
+                f"  largest |actual - expected| / |expected|: {self.max_rel_diff:.3g}"
+                f" at index {self.max_rel_index}"
+            )
         return "\n".join(lines)
 
     def __repr__(self):
-        return (f"Comparison(equal={self.equal}, close={self.close}, rtol={self.rtol:g}, "
-                f"atol={self.atol:g}, shape={self.shape}, mismatched={self.mismatched}, "
-                f"max_abs_diff={self.max_abs_diff:.3g}, max_abs_index={self.max_abs_index}, "
-                f"max_rel_diff={self.max_rel_diff:.3g}, max_rel_index={self.max_rel_index})")
+        return (
+            f"Comparison(equal={self.equal}, close={self.close}, rtol={self.rtol:g}, "
+            f"atol={self.atol:g}, shape={self.shape}, mismatched={self.mismatched}, "
+            f"max_abs_diff={self.max_abs_diff:.3g}, max_abs_index={self.max_abs_index}, "
+            f"max_rel_diff={self.max_rel_diff:.3g}, max_rel_index={self.max_rel_index})"
+        )
 
 
 def compare(actual, expected, *, rtol=1e-7, atol=0.0):
@@ -259,5 +272,7 @@ def _pair(actual, expected):
     a = _as_float64(actual)
     e = _as_float64(expected)
     if a.shape != e.shape:
-        raise ValueError(f"actual of shape {a.shape} and expected of shape {e.shape} differ in shape")
+        raise ValueError(
+            f"actual of shape {a.shape} and expected of shape {e.shape} differ in shape"
+        )
     return a, e

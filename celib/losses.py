@@ -46,6 +46,7 @@ __all__ = [
 # small helpers
 # ---------------------------------------------------------------------------
 
+
 def _float_input(x, name):
     """x as an ndarray of its float dtype, and a float32/float64 view to compute in."""
     x = _checks.check_float_array(x, name)
@@ -127,8 +128,8 @@ def _rows(logits, name="logits"):
     logits, xc = _float_input(logits, name)
     class_axis, C = _checks.split_class_axis(logits)
     moved = np.moveaxis(xc, class_axis, -1)
-    rows = moved.reshape(int(np.prod(moved.shape[:-1])), C)   # -1 cannot be inferred if C = 0
-    loss_shape = logits.shape[:class_axis] + logits.shape[class_axis + 1:]
+    rows = moved.reshape(int(np.prod(moved.shape[:-1])), C)  # -1 cannot be inferred if C = 0
+    loss_shape = logits.shape[:class_axis] + logits.shape[class_axis + 1 :]
 
     def unflatten(r):
         return np.moveaxis(r.reshape(moved.shape), -1, class_axis)
@@ -138,7 +139,7 @@ def _rows(logits, name="logits"):
 
 def _log_softmax_rows(x):
     """log p for (M, C) rows; lse in float64. Returns (log_p, lse)."""
-    m = np.max(x, axis=1, keepdims=True, initial=-np.inf)   # no classes: lse = log 0 = -inf
+    m = np.max(x, axis=1, keepdims=True, initial=-np.inf)  # no classes: lse = log 0 = -inf
     m = np.where(np.isfinite(m), m, 0).astype(x.dtype)
     S = np.sum(np.exp(x - m), axis=1, keepdims=True, dtype=np.float64)
     with np.errstate(divide="ignore"):
@@ -152,6 +153,7 @@ def _log_softmax_rows(x):
 # binary cross-entropy with logits
 # ---------------------------------------------------------------------------
 
+
 def _bce_setup(logits, target, weight, pos_weight, reduction):
     logits, x = _float_input(logits, "logits")
     _checks.check_reduction(reduction)
@@ -163,13 +165,17 @@ def _bce_setup(logits, target, weight, pos_weight, reduction):
         )
     y = target.astype(x.dtype, copy=False)
     w = None if weight is None else _broadcast(weight, logits.shape, "weight").astype(x.dtype)
-    pw = (None if pos_weight is None
-          else _broadcast(pos_weight, logits.shape, "pos_weight").astype(x.dtype))
+    pw = (
+        None
+        if pos_weight is None
+        else _broadcast(pos_weight, logits.shape, "pos_weight").astype(x.dtype)
+    )
     return logits, x, y, w, pw
 
 
-def binary_cross_entropy_with_logits(logits, target, *, weight=None, pos_weight=None,
-                                     reduction="mean"):
+def binary_cross_entropy_with_logits(
+    logits, target, *, weight=None, pos_weight=None, reduction="mean"
+):
     """Binary cross-entropy on logits, with PyTorch's semantics.
 
     Mirrors ``torch.nn.functional.binary_cross_entropy_with_logits`` (PyTorch
@@ -222,8 +228,9 @@ def binary_cross_entropy_with_logits(logits, target, *, weight=None, pos_weight=
     return _reduce(loss, reduction, loss.size, logits.dtype)
 
 
-def binary_cross_entropy_with_logits_grad(logits, target, *, weight=None, pos_weight=None,
-                                          reduction="mean", grad_output=None):
+def binary_cross_entropy_with_logits_grad(
+    logits, target, *, weight=None, pos_weight=None, reduction="mean", grad_output=None
+):
     """dL/dlogits of :func:`binary_cross_entropy_with_logits`, in closed form.
 
     Since d softplus(x)/dx = sigma(x) and d softplus(-x)/dx = sigma(x) - 1::
@@ -267,6 +274,7 @@ def binary_cross_entropy_with_logits_grad(logits, target, *, weight=None, pos_we
 # ---------------------------------------------------------------------------
 # focal loss
 # ---------------------------------------------------------------------------
+
 
 def _focal_setup(logits, target, gamma, alpha, reduction):
     _checks.check_reduction(reduction)
@@ -322,7 +330,7 @@ def _focal_parts(x, y, gamma):
     q = np.sum(others, axis=1, dtype=np.float64)  # 1 - p_t as a sum of positives: no cancellation
     # near p_t = 1, x_t - lse cancels; log1p(-q) keeps log p_t's relative accuracy there
     log_pt = np.where(q < 0.5, np.log1p(-np.minimum(q, 0.5)), log_pt)
-    q_gamma = q ** gamma                    # 0 ** 0 = 1: gamma = 0 is cross-entropy
+    q_gamma = q**gamma  # 0 ** 0 = 1: gamma = 0 is cross-entropy
     return log_p, log_pt, q, q_gamma
 
 
@@ -367,15 +375,15 @@ def focal_loss(logits, target, *, gamma=2.0, alpha=None, reduction="mean"):
         A class index outside [0, C) (value and position named).
     """
     logits, x, y, gamma, alpha_t, loss_shape, _ = _focal_setup(
-        logits, target, gamma, alpha, reduction)
+        logits, target, gamma, alpha, reduction
+    )
     _, log_pt, _, q_gamma = _focal_parts(x, y, gamma)
     with np.errstate(invalid="ignore"):
         loss = np.where(alpha_t != 0, -alpha_t * q_gamma * log_pt, 0.0) + 0.0  # no -0.0
     return _reduce(loss.reshape(loss_shape), reduction, loss.size, logits.dtype)
 
 
-def focal_loss_grad(logits, target, *, gamma=2.0, alpha=None, reduction="mean",
-                    grad_output=None):
+def focal_loss_grad(logits, target, *, gamma=2.0, alpha=None, reduction="mean", grad_output=None):
     """dL/dlogits of :func:`focal_loss`, in closed form.
 
     With q = 1 - p_t and the cross-entropy gradient p - onehot(y), each row's
@@ -407,15 +415,16 @@ def focal_loss_grad(logits, target, *, gamma=2.0, alpha=None, reduction="mean",
         have the loss's shape (both shapes named).
     """
     logits, x, y, gamma, alpha_t, loss_shape, unflatten = _focal_setup(
-        logits, target, gamma, alpha, reduction)
+        logits, target, gamma, alpha, reduction
+    )
     M = x.shape[0]
     s = np.broadcast_to(_scale(grad_output, reduction, loss_shape, M), loss_shape).reshape(M)
     log_p, log_pt, q, q_gamma = _focal_parts(x, y, gamma)
     p_t = np.exp(log_pt)
     with np.errstate(invalid="ignore", divide="ignore"):
-        ratio = np.where(q > 0, log_pt / q, -1.0)       # log(p_t) / (1 - p_t) -> -1
+        ratio = np.where(q > 0, log_pt / q, -1.0)  # log(p_t) / (1 - p_t) -> -1
     g = q_gamma * (1 - gamma * p_t * ratio)
-    coef = s * alpha_t * g                               # one number per row, float64
+    coef = s * alpha_t * g  # one number per row, float64
     p = np.exp(log_p)
     grad = coef[:, None].astype(x.dtype) * p
     rows = np.arange(M)
@@ -427,6 +436,7 @@ def focal_loss_grad(logits, target, *, gamma=2.0, alpha=None, reduction="mean",
 # ---------------------------------------------------------------------------
 # z-loss
 # ---------------------------------------------------------------------------
+
 
 def _z_setup(logits, coef, reduction):
     _checks.check_reduction(reduction)
@@ -470,7 +480,7 @@ def z_loss(logits, *, coef=1e-4, reduction="mean"):
     """
     logits, x, coef, loss_shape, _ = _z_setup(logits, coef, reduction)
     _, lse = _log_softmax_rows(x)
-    loss = coef * lse ** 2
+    loss = coef * lse**2
     return _reduce(loss.reshape(loss_shape), reduction, loss.size, logits.dtype)
 
 
@@ -511,14 +521,13 @@ def z_loss_grad(logits, *, coef=1e-4, reduction="mean", grad_output=None):
 # soft-capping and temperature: elementwise maps applied to logits
 # ---------------------------------------------------------------------------
 
+
 def _elementwise_grad_output(grad_output, shape):
     if grad_output is None:
         return np.float64(1.0)
     g = _checks.check_float_array(grad_output, "grad_output")
     if g.shape != shape:
-        raise ValueError(
-            f"grad_output of shape {g.shape} does not match logits of shape {shape}"
-        )
+        raise ValueError(f"grad_output of shape {g.shape} does not match logits of shape {shape}")
     return g
 
 

@@ -61,7 +61,9 @@ def font_families():
         warnings.warn(
             "the font package cvttf-notosanscjk-regular is not installed, so Chinese "
             "labels in figures will be drawn as empty boxes; install it with "
-            "pip install 'celib[book]'", stacklevel=3)
+            "pip install 'celib[book]'",
+            stacklevel=3,
+        )
         return [LATIN_FAMILY]
     return [LATIN_FAMILY, name]
 

@@ -55,13 +55,21 @@ import torch
 import triton
 import triton.language as tl
 
-__all__ = ["cross_entropy_triton", "cross_entropy_forward", "KernelConfig", "choose_config",
-           "rule_config", "tune", "TUNED"]
+__all__ = [
+    "cross_entropy_triton",
+    "cross_entropy_forward",
+    "KernelConfig",
+    "choose_config",
+    "rule_config",
+    "tune",
+    "TUNED",
+]
 
 
 # ---------------------------------------------------------------------------------------
 # shared pieces
 # ---------------------------------------------------------------------------------------
+
 
 @triton.jit
 def _finite_or_zero(m):
@@ -76,10 +84,10 @@ def _coefficients(W, SUM_W, y, C, eps, HAS_WEIGHT: tl.constexpr, HAS_SMOOTHING: 
         w_y = tl.load(W + y).to(tl.float32)
     else:
         w_y = 1.0
-    alpha = (1.0 - eps) * w_y                            # one-hot coefficient
+    alpha = (1.0 - eps) * w_y  # one-hot coefficient
     if HAS_SMOOTHING:
-        beta = eps / C                                   # spread coefficient (times w_c)
-        A = alpha + beta * tl.load(SUM_W)                # A_n = sum_c a_nc
+        beta = eps / C  # spread coefficient (times w_c)
+        A = alpha + beta * tl.load(SUM_W)  # A_n = sum_c a_nc
         a_y = alpha + beta * w_y
     else:
         beta = 0.0
@@ -128,20 +136,29 @@ def _store(ptr, value, mask, EVICT: tl.constexpr):
 # rows mode
 # ---------------------------------------------------------------------------------------
 
+
 @triton.jit
 def _cross_entropy_kernel(
-    X, stride_x,            # logits, (M, C) with unit class stride; row stride in elements
-    Y,                      # class indices, (M,), contiguous
-    W,                      # class weights, (C,) (unused unless HAS_WEIGHT)
-    SUM_W,                  # sum(w), a float32 scalar in memory (unused unless HAS_SMOOTHING)
-    SCALE,                  # s (1 / denominator or 1), a float32 scalar in memory
-    LOSS, LSE,              # per-row loss (unscaled) and lse, float32 (M,)
-    G, stride_g,            # gradient, (M, C), may be X itself (in-place); unused unless HAS_GRAD
-    M, C, ignore_index, eps,
+    X,
+    stride_x,  # logits, (M, C) with unit class stride; row stride in elements
+    Y,  # class indices, (M,), contiguous
+    W,  # class weights, (C,) (unused unless HAS_WEIGHT)
+    SUM_W,  # sum(w), a float32 scalar in memory (unused unless HAS_SMOOTHING)
+    SCALE,  # s (1 / denominator or 1), a float32 scalar in memory
+    LOSS,
+    LSE,  # per-row loss (unscaled) and lse, float32 (M,)
+    G,
+    stride_g,  # gradient, (M, C), may be X itself (in-place); unused unless HAS_GRAD
+    M,
+    C,
+    ignore_index,
+    eps,
     BLOCK: tl.constexpr,
-    SINGLE: tl.constexpr,   # C <= BLOCK: the row is read once and stays in registers
-    HAS_WEIGHT: tl.constexpr, HAS_SMOOTHING: tl.constexpr, HAS_GRAD: tl.constexpr,
-    EVICT: tl.constexpr,    # L2 hints: keep the row for pass 2, stream the gradient out
+    SINGLE: tl.constexpr,  # C <= BLOCK: the row is read once and stays in registers
+    HAS_WEIGHT: tl.constexpr,
+    HAS_SMOOTHING: tl.constexpr,
+    HAS_GRAD: tl.constexpr,
+    EVICT: tl.constexpr,  # L2 hints: keep the row for pass 2, stream the gradient out
 ):
     # One program per row, or (a persistent grid) each program takes every nprog-th row.
     # 64-bit row offsets: M * C may exceed 2^31.
@@ -162,8 +179,12 @@ def _cross_entropy_kernel(
             if HAS_GRAD:
                 for start in range(0, C, BLOCK):
                     cols = start + offs
-                    _store(g_row + cols, tl.zeros([BLOCK], dtype=tl.float32).to(
-                        G.dtype.element_ty), cols < C, EVICT)
+                    _store(
+                        g_row + cols,
+                        tl.zeros([BLOCK], dtype=tl.float32).to(G.dtype.element_ty),
+                        cols < C,
+                        EVICT,
+                    )
         else:
             alpha, beta, A, a_y = _coefficients(W, SUM_W, y, C, eps, HAS_WEIGHT, HAS_SMOOTHING)
             x_y = tl.load(x_row + y).to(tl.float32)
@@ -174,7 +195,7 @@ def _cross_entropy_kernel(
                 x = tl.load(x_row + cols, mask=mask, other=-float("inf")).to(tl.float32)
                 m = tl.max(x, axis=0)
                 shift = _finite_or_zero(m)
-                e = tl.exp(x - shift)                       # masked lanes: exp(-inf) = 0
+                e = tl.exp(x - shift)  # masked lanes: exp(-inf) = 0
                 d = tl.sum(e, axis=0)
                 d_other = tl.sum(tl.where(cols == y, 0.0, e), axis=0)
             else:
@@ -195,8 +216,9 @@ def _cross_entropy_kernel(
                     rescale = tl.exp(_finite_or_zero(m) - _finite_or_zero(m_new))
                     # while d is 0 (no finite logit yet) skip the rescale: 0 * inf is NaN
                     d = tl.where(d == 0.0, 0.0, d * rescale) + tl.sum(eb, axis=0)
-                    d_other = tl.where(d_other == 0.0, 0.0, d_other * rescale) + \
-                        tl.sum(tl.where(cols == y, 0.0, eb), axis=0)
+                    d_other = tl.where(d_other == 0.0, 0.0, d_other * rescale) + tl.sum(
+                        tl.where(cols == y, 0.0, eb), axis=0
+                    )
                     m = m_new
                 shift = _finite_or_zero(m)
 
@@ -247,8 +269,9 @@ def _cross_entropy_kernel(
                     else:
                         w = tl.where(mask, 1.0, 0.0)
                     if HAS_SMOOTHING:
-                        smooth += tl.sum(tl.where(w != 0.0, w * ((shift - xb) + log_d), 0.0),
-                                         axis=0)
+                        smooth += tl.sum(
+                            tl.where(w != 0.0, w * ((shift - xb) + log_d), 0.0), axis=0
+                        )
                     if HAS_GRAD:
                         p = tl.exp(xb - shift) * inv_d
                         g = _gradient(p, w, cols, y, s, A, beta, g_y, HAS_SMOOTHING)
@@ -265,14 +288,23 @@ def _cross_entropy_kernel(
 # split mode: few rows, large vocabulary
 # ---------------------------------------------------------------------------------------
 
+
 @triton.jit
 def _split_stats_kernel(
-    X, stride_x, Y, W,
-    PART,                   # float32 (5, M, NCH): max, sum exp, sum exp without y, smoothing, sum w
-    XY,                     # float32 (M,): x_y, kept for the loss (in place, the grad kernel
-                            # may overwrite x_y before the row's loss is formed)
-    M, NCH, C, ignore_index,
-    BLOCK: tl.constexpr, HAS_WEIGHT: tl.constexpr, HAS_SMOOTHING: tl.constexpr,
+    X,
+    stride_x,
+    Y,
+    W,
+    PART,  # float32 (5, M, NCH): max, sum exp, sum exp without y, smoothing, sum w
+    XY,  # float32 (M,): x_y, kept for the loss (in place, the grad kernel
+    # may overwrite x_y before the row's loss is formed)
+    M,
+    NCH,
+    C,
+    ignore_index,
+    BLOCK: tl.constexpr,
+    HAS_WEIGHT: tl.constexpr,
+    HAS_SMOOTHING: tl.constexpr,
 ):
     # One program per (row, chunk of BLOCK classes); a row's chunks are neighbours.
     pid = tl.program_id(0).to(tl.int64)
@@ -282,8 +314,9 @@ def _split_stats_kernel(
     if y != ignore_index:
         cols = chunk * BLOCK + tl.arange(0, BLOCK)
         mask = cols < C
-        x = tl.load(X + row * stride_x + cols, mask=mask, other=-float("inf"),
-                    eviction_policy="evict_last").to(tl.float32)
+        x = tl.load(
+            X + row * stride_x + cols, mask=mask, other=-float("inf"), eviction_policy="evict_last"
+        ).to(tl.float32)
         m = tl.max(x, axis=0)
         shift = _finite_or_zero(m)
         e = tl.exp(x - shift)
@@ -303,17 +336,35 @@ def _split_stats_kernel(
             else:
                 w = tl.where(mask, 1.0, 0.0)
             nz = w != 0.0
-            xs = tl.where(mask, x, shift)            # masked lanes: no 0 * inf
+            xs = tl.where(mask, x, shift)  # masked lanes: no 0 * inf
             tl.store(at + 3 * plane, tl.sum(tl.where(nz, w * (shift - xs), 0.0), axis=0))
             tl.store(at + 4 * plane, tl.sum(tl.where(nz, w, 0.0), axis=0))
 
 
 @triton.jit
 def _split_grad_kernel(
-    X, stride_x, Y, W, SUM_W, SCALE, PART, XY, LOSS, LSE, G, stride_g,
-    M, NCH, C, ignore_index, eps,
-    BLOCK: tl.constexpr, NCH_P2: tl.constexpr,
-    HAS_WEIGHT: tl.constexpr, HAS_SMOOTHING: tl.constexpr, HAS_GRAD: tl.constexpr,
+    X,
+    stride_x,
+    Y,
+    W,
+    SUM_W,
+    SCALE,
+    PART,
+    XY,
+    LOSS,
+    LSE,
+    G,
+    stride_g,
+    M,
+    NCH,
+    C,
+    ignore_index,
+    eps,
+    BLOCK: tl.constexpr,
+    NCH_P2: tl.constexpr,
+    HAS_WEIGHT: tl.constexpr,
+    HAS_SMOOTHING: tl.constexpr,
+    HAS_GRAD: tl.constexpr,
 ):
     # Reverse order: the chunks the stats kernel read last (still in L2) come first.
     pid = (M * NCH - 1 - tl.program_id(0)).to(tl.int64)
@@ -324,8 +375,11 @@ def _split_grad_kernel(
     mask = cols < C
     if y == ignore_index:
         if HAS_GRAD:
-            tl.store(G + row * stride_g + cols,
-                     tl.zeros([BLOCK], dtype=tl.float32).to(G.dtype.element_ty), mask=mask)
+            tl.store(
+                G + row * stride_g + cols,
+                tl.zeros([BLOCK], dtype=tl.float32).to(G.dtype.element_ty),
+                mask=mask,
+            )
         if chunk == 0:
             tl.store(LOSS + row, 0.0)
             tl.store(LSE + row, 0.0)
@@ -342,7 +396,7 @@ def _split_grad_kernel(
         shift = _finite_or_zero(m)
         shift_k = _finite_or_zero(pm)
         factor = tl.exp(shift_k - shift)
-        d = tl.sum(tl.where(pd == 0.0, 0.0, pd * factor), axis=0)      # 0 * inf is NaN
+        d = tl.sum(tl.where(pd == 0.0, 0.0, pd * factor), axis=0)  # 0 * inf is NaN
         d_other = tl.sum(tl.where(pdo == 0.0, 0.0, pdo * factor), axis=0)
         no_softmax = m == float("inf")
         log_d = tl.where(no_softmax, float("nan"), tl.log(d))
@@ -363,8 +417,9 @@ def _split_grad_kernel(
         if HAS_GRAD:
             s = tl.load(SCALE)
             g_y = s * (A * (-(d_other * inv_d)) + (A - a_y))
-            x = tl.load(X + row * stride_x + cols, mask=mask, other=0.0,
-                        eviction_policy="evict_first").to(tl.float32)
+            x = tl.load(
+                X + row * stride_x + cols, mask=mask, other=0.0, eviction_policy="evict_first"
+            ).to(tl.float32)
             if HAS_WEIGHT:
                 w = tl.load(W + cols, mask=mask, other=0.0).to(tl.float32)
             else:
@@ -377,9 +432,9 @@ def _split_grad_kernel(
 # small kernels: the 'mean' denominator, and the backward's scaling
 # ---------------------------------------------------------------------------------------
 
+
 @triton.jit
-def _mean_scale_kernel(Y, W, M, ignore_index, OUT, BLOCK_M: tl.constexpr,
-                       HAS_WEIGHT: tl.constexpr):
+def _mean_scale_kernel(Y, W, M, ignore_index, OUT, BLOCK_M: tl.constexpr, HAS_WEIGHT: tl.constexpr):
     """OUT[0] = sum over kept rows of w[y_n] (or their count), OUT[1] = 1 / OUT[0] or NaN."""
     acc = tl.zeros([BLOCK_M], dtype=tl.float32)
     for start in range(0, M, BLOCK_M):
@@ -402,7 +457,7 @@ def _scale_rows_kernel(G, stride_g, GO, stride_go, C, CHUNK, BLOCK: tl.constexpr
     """G[n, chunk] *= GO[n * stride_go] (stride 0: one scalar); nothing where it is 1."""
     row = tl.program_id(0).to(tl.int64)
     go = tl.load(GO + row * stride_go).to(tl.float32)
-    if go != 1.0:                       # NaN != 1: a NaN upstream gradient still multiplies
+    if go != 1.0:  # NaN != 1: a NaN upstream gradient still multiplies
         lo = tl.program_id(1) * CHUNK
         hi = tl.minimum(lo + CHUNK, C)
         for start in range(lo, hi, BLOCK):
@@ -416,6 +471,7 @@ def _scale_rows_kernel(G, stride_g, GO, stride_go, C, CHUNK, BLOCK: tl.constexpr
 # ---------------------------------------------------------------------------------------
 # launch configurations
 # ---------------------------------------------------------------------------------------
+
 
 @dataclasses.dataclass(frozen=True)
 class KernelConfig:
@@ -442,20 +498,21 @@ class KernelConfig:
 #: before the rule of :func:`choose_config` (filled from tune_gpu_kernel.py's output).
 TUNED: dict = {}
 
-_INTERPRET_SMS = 4          # the rule's multiprocessor count under the interpreter
-_override = None            # a KernelConfig forced by tests and the tuning script
+_INTERPRET_SMS = 4  # the rule's multiprocessor count under the interpreter
+_override = None  # a KernelConfig forced by tests and the tuning script
 _autotuned: dict = {}
 
 
 def _interpreting():
     try:
         from triton import knobs
+
         return bool(knobs.runtime.interpret)
-    except (ImportError, AttributeError):   # older triton: the environment variable itself
+    except (ImportError, AttributeError):  # older triton: the environment variable itself
         return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _multiprocessors(device_index):
     return torch.cuda.get_device_properties(device_index).multi_processor_count
 
@@ -499,8 +556,9 @@ def choose_config(M, C, dtype, device, inplace=False):
     element_size = dtype.itemsize
     if _interpreting() or device.type != "cuda":
         return rule_config(M, C, element_size, _INTERPRET_SMS, interpret=True)
-    sms = _multiprocessors(device.index if device.index is not None
-                           else torch.cuda.current_device())
+    sms = _multiprocessors(
+        device.index if device.index is not None else torch.cuda.current_device()
+    )
     base = rule_config(M, C, element_size, sms)
     tuned = TUNED.get((base.mode, C, str(dtype).replace("torch.", ""), bool(inplace)))
     if tuned is not None:
@@ -517,24 +575,45 @@ def _stage_candidates(stage, base, C, element_size, sms, blocks):
     if base.mode == "split":
         if stage != 0:
             return []
-        return [KernelConfig(mode="split", block=b, num_warps=w)
-                for b in blocks if C >= 2 * b for w in (4, 8, 16)]
-    if stage == 0:       # block x warps (a single block when the row fits one)
+        return [
+            KernelConfig(mode="split", block=b, num_warps=w)
+            for b in blocks
+            if C >= 2 * b
+            for w in (4, 8, 16)
+        ]
+    if stage == 0:  # block x warps (a single block when the row fits one)
         sizes = [b for b in blocks if b < whole]
         if whole <= max(blocks) and whole * element_size <= 65536:
             sizes.append(whole)
-        return [KernelConfig(mode="rows", block=b, num_warps=w) for b in sizes
-                for w in (4, 8, 16, 32) if b // (32 * w) >= 1 and w >= b // 4096]
-    if stage == 1:       # rows in flight (persistent grid) x L2 hints
-        return [R(base, programs=p, evict=e) for p in (0, sms, 2 * sms, 4 * sms, 8 * sms)
-                for e in (False, True) if (p, e) != (base.programs, base.evict)]
-    if stage == 2:       # software pipelining
+        return [
+            KernelConfig(mode="rows", block=b, num_warps=w)
+            for b in sizes
+            for w in (4, 8, 16, 32)
+            if b // (32 * w) >= 1 and w >= b // 4096
+        ]
+    if stage == 1:  # rows in flight (persistent grid) x L2 hints
+        return [
+            R(base, programs=p, evict=e)
+            for p in (0, sms, 2 * sms, 4 * sms, 8 * sms)
+            for e in (False, True)
+            if (p, e) != (base.programs, base.evict)
+        ]
+    if stage == 2:  # software pipelining
         return [R(base, num_stages=n) for n in (1, 2, 3) if n != base.num_stages]
     return []
 
 
-def tune(x, y, *, inplace=False, sms=None, timer=None, blocks=(4096, 8192, 16384, 32768),
-         log=None, deadline=None):
+def tune(
+    x,
+    y,
+    *,
+    inplace=False,
+    sms=None,
+    timer=None,
+    blocks=(4096, 8192, 16384, 32768),
+    log=None,
+    deadline=None,
+):
     """Search launch configurations for rows ``x`` (M, C) and class indices ``y`` (M,).
 
     Three stages, each keeping the best so far: BLOCK x num_warps; then the rows in
@@ -546,13 +625,15 @@ def tune(x, y, *, inplace=False, sms=None, timer=None, blocks=(4096, 8192, 16384
     """
     M, C = x.shape
     if sms is None:
-        sms = _multiprocessors(x.device.index if x.device.index is not None
-                               else torch.cuda.current_device())
+        sms = _multiprocessors(
+            x.device.index if x.device.index is not None else torch.cuda.current_device()
+        )
     if timer is None:
         from triton.testing import do_bench
 
         def timer(fn):
             return do_bench(fn, warmup=5, rep=20)
+
     g = x if inplace else torch.empty_like(x)
     scale = torch.ones((), dtype=torch.float32, device=x.device)
     base = rule_config(M, C, x.element_size(), sms, interpret=_interpreting())
@@ -565,8 +646,11 @@ def tune(x, y, *, inplace=False, sms=None, timer=None, blocks=(4096, 8192, 16384
                 trials.append((cfg, "not tried: deadline"))
                 continue
             try:
-                ms = timer(lambda cfg=cfg: cross_entropy_forward(x, y, None, -100, 0.0, scale,
-                                                                 g, config=cfg))
+                ms = timer(
+                    lambda cfg=cfg: cross_entropy_forward(
+                        x, y, None, -100, 0.0, scale, g, config=cfg
+                    )
+                )
             except Exception as e:  # noqa: BLE001 (one that does not compile or fit: skip it)
                 trials.append((cfg, f"{type(e).__name__}: {str(e)[:120]}"))
                 continue
@@ -596,6 +680,7 @@ def _autotune(M, C, dtype, device, sms, inplace):
 # host side
 # ---------------------------------------------------------------------------------------
 
+
 def _launch_options(cfg):
     kw = dict(num_warps=cfg.num_warps)
     if cfg.num_stages is not None:
@@ -603,8 +688,9 @@ def _launch_options(cfg):
     return kw
 
 
-def cross_entropy_forward(x, y, weight, ignore_index, label_smoothing, scale, grad_out,
-                          config=None):
+def cross_entropy_forward(
+    x, y, weight, ignore_index, label_smoothing, scale, grad_out, config=None
+):
     """Launch the forward kernel(s) on rows x (M, C) with unit class stride.
 
     ``scale`` is a float32 0-d tensor (s); ``grad_out`` is None (no gradient), a new
@@ -622,10 +708,10 @@ def cross_entropy_forward(x, y, weight, ignore_index, label_smoothing, scale, gr
     if smoothing:
         # torch.full launches a fill kernel; torch.tensor(..., device=cuda) would copy from
         # host memory and wait for the stream
-        sum_w = (w.sum() if has_weight else torch.full((), float(C), device=x.device))
+        sum_w = w.sum() if has_weight else torch.full((), float(C), device=x.device)
         sum_w = sum_w.to(torch.float32)
     else:
-        sum_w = loss                                                    # unused
+        sum_w = loss  # unused
     g = grad_out if grad_out is not None else x
     if config is None:
         config = choose_config(M, C, x.dtype, x.device, inplace=grad_out is x)
@@ -636,22 +722,71 @@ def cross_entropy_forward(x, y, weight, ignore_index, label_smoothing, scale, gr
         part = torch.empty((5, M, nch), dtype=torch.float32, device=x.device)
         x_y = torch.empty(M, dtype=torch.float32, device=x.device)
         _split_stats_kernel[(M * nch,)](
-            x, x.stride(0), y, w, part, x_y, M, nch, C, ignore_index,
-            BLOCK=cfg.block, HAS_WEIGHT=has_weight, HAS_SMOOTHING=smoothing,
-            **_launch_options(cfg))
+            x,
+            x.stride(0),
+            y,
+            w,
+            part,
+            x_y,
+            M,
+            nch,
+            C,
+            ignore_index,
+            BLOCK=cfg.block,
+            HAS_WEIGHT=has_weight,
+            HAS_SMOOTHING=smoothing,
+            **_launch_options(cfg),
+        )
         _split_grad_kernel[(M * nch,)](
-            x, x.stride(0), y, w, sum_w, scale, part, x_y, loss, lse, g, g.stride(0),
-            M, nch, C, ignore_index, eps,
-            BLOCK=cfg.block, NCH_P2=triton.next_power_of_2(nch), HAS_WEIGHT=has_weight,
-            HAS_SMOOTHING=smoothing, HAS_GRAD=grad_out is not None, **_launch_options(cfg))
+            x,
+            x.stride(0),
+            y,
+            w,
+            sum_w,
+            scale,
+            part,
+            x_y,
+            loss,
+            lse,
+            g,
+            g.stride(0),
+            M,
+            nch,
+            C,
+            ignore_index,
+            eps,
+            BLOCK=cfg.block,
+            NCH_P2=triton.next_power_of_2(nch),
+            HAS_WEIGHT=has_weight,
+            HAS_SMOOTHING=smoothing,
+            HAS_GRAD=grad_out is not None,
+            **_launch_options(cfg),
+        )
         return loss, lse
     grid = M if cfg.programs <= 0 else min(M, cfg.programs)
     _cross_entropy_kernel[(grid,)](
-        x, x.stride(0), y, w, sum_w, scale, loss, lse, g, g.stride(0),
-        M, C, ignore_index, eps,
-        BLOCK=cfg.block, SINGLE=C <= cfg.block, HAS_WEIGHT=has_weight,
-        HAS_SMOOTHING=smoothing, HAS_GRAD=grad_out is not None, EVICT=cfg.evict,
-        **_launch_options(cfg))
+        x,
+        x.stride(0),
+        y,
+        w,
+        sum_w,
+        scale,
+        loss,
+        lse,
+        g,
+        g.stride(0),
+        M,
+        C,
+        ignore_index,
+        eps,
+        BLOCK=cfg.block,
+        SINGLE=C <= cfg.block,
+        HAS_WEIGHT=has_weight,
+        HAS_SMOOTHING=smoothing,
+        HAS_GRAD=grad_out is not None,
+        EVICT=cfg.evict,
+        **_launch_options(cfg),
+    )
     return loss, lse
 
 
@@ -661,8 +796,9 @@ def mean_denominator(y, weight, ignore_index):
     out = torch.empty(2, dtype=torch.float32, device=y.device)
     w = weight.to(torch.float32).contiguous() if weight is not None else out  # dummy
     block = min(4096, triton.next_power_of_2(max(M, 16)))
-    _mean_scale_kernel[(1,)](y, w, M, ignore_index, out, BLOCK_M=block,
-                             HAS_WEIGHT=weight is not None, num_warps=4)
+    _mean_scale_kernel[(1,)](
+        y, w, M, ignore_index, out, BLOCK_M=block, HAS_WEIGHT=weight is not None, num_warps=4
+    )
     return out[0], out[1]
 
 
@@ -672,12 +808,13 @@ def scale_rows_(g, grad_output):
     M, C = g.shape
     if M == 0 or C == 0:
         return g
-    go = grad_output.reshape(-1)        # a view where possible: an expanded 1 has stride 0
+    go = grad_output.reshape(-1)  # a view where possible: an expanded 1 has stride 0
     stride_go = 0 if go.numel() == 1 else go.stride(0)
     chunk = 32768
     block = min(4096, triton.next_power_of_2(C))
-    _scale_rows_kernel[(M, triton.cdiv(C, chunk))](g, g.stride(0), go, stride_go, C, chunk,
-                                                  BLOCK=block, num_warps=8)
+    _scale_rows_kernel[(M, triton.cdiv(C, chunk))](
+        g, g.stride(0), go, stride_go, C, chunk, BLOCK=block, num_warps=8
+    )
     return g
 
 
@@ -702,18 +839,20 @@ class _CrossEntropyTriton(torch.autograd.Function):
     @staticmethod
     def forward(ctx, logits, target, weight, spec, inplace):
         M, C = spec.M, spec.C
-        if inplace:   # the rows must be a view of the logits (reshape may copy)
+        if inplace:  # the rows must be a view of the logits (reshape may copy)
             moved = logits.movedim(spec.class_axis, -1)
             try:
                 x = moved.view(M, C)
             except RuntimeError:
                 x = None
             if x is None or x.stride(-1) != 1:
-                raise ValueError("inplace_backward=True needs logits whose rows (classes "
-                                 "last) are a view of their memory with contiguous classes, "
-                                 "e.g. shape (N, C), (C,) or a channels-last (N, C, d1, d2); "
-                                 f"got shape {tuple(logits.shape)} with strides "
-                                 f"{tuple(logits.stride())}")
+                raise ValueError(
+                    "inplace_backward=True needs logits whose rows (classes "
+                    "last) are a view of their memory with contiguous classes, "
+                    "e.g. shape (N, C), (C,) or a channels-last (N, C, d1, d2); "
+                    f"got shape {tuple(logits.shape)} with strides "
+                    f"{tuple(logits.stride())}"
+                )
         else:
             x = spec.rows(logits)
             if x.stride(-1) != 1:
@@ -753,22 +892,25 @@ class _CrossEntropyTriton(torch.autograd.Function):
         if torch.is_grad_enabled():
             # once_differentiable would return a gradient without a graph: a second-order
             # term through it would silently be 0
-            raise RuntimeError("celib's Triton cross-entropy is not twice differentiable: "
-                               "backward with create_graph=True (double backward, "
-                               "Hessian-vector products) is not supported; use "
-                               "backend='torch'")
+            raise RuntimeError(
+                "celib's Triton cross-entropy is not twice differentiable: "
+                "backward with create_graph=True (double backward, "
+                "Hessian-vector products) is not supported; use "
+                "backend='torch'"
+            )
         spec, grad = ctx.spec, ctx.grad
         if grad is None:
             if ctx.needs_input_grad[0]:
                 raise RuntimeError(
                     "celib's Triton cross-entropy keeps one gradient buffer and hands it over "
-                    "in backward; backward through it a second time is not supported")
+                    "in backward; backward through it a second time is not supported"
+                )
             return None, None, None, None, None
         if _graph_kept() and not ctx.grad_is_view_of_logits:
             # retain_graph=True (or gradcheck): the graph may run again, keep the buffer intact
             g = grad_output.reshape(spec.M, 1) if spec.reduction == "none" else grad_output
             return spec.unrows(grad * g), None, None, None, None
-        ctx.grad = None        # hand the buffer over, scaled in place on the device
+        ctx.grad = None  # hand the buffer over, scaled in place on the device
         scale_rows_(grad, grad_output)
         return spec.unrows(grad), None, None, None, None
 
@@ -776,6 +918,8 @@ class _CrossEntropyTriton(torch.autograd.Function):
 def cross_entropy_triton(logits, target, weight, spec, *, inplace_backward=False):
     """Run the fused kernel through its autograd Function (checks done by celib.torch_ops)."""
     if inplace_backward and logits.requires_grad and logits.is_leaf:
-        raise RuntimeError("inplace_backward=True overwrites the logits, which a leaf tensor "
-                           "that requires grad cannot allow; pass the output of an operation")
+        raise RuntimeError(
+            "inplace_backward=True overwrites the logits, which a leaf tensor "
+            "that requires grad cannot allow; pass the output of an operation"
+        )
     return _CrossEntropyTriton.apply(logits, target, weight, spec, bool(inplace_backward))

@@ -36,7 +36,7 @@ def read_toc():
                 for lang in LANGS:
                     prefix = f"chapters/{lang}/"
                     if entry["file"].startswith(prefix):
-                        files[lang].append(entry["file"][len(prefix):])
+                        files[lang].append(entry["file"][len(prefix) :])
             walk(entry.get("sections"))
 
     for part in data.get("parts", []):
@@ -76,8 +76,9 @@ def notebooks():
     for lang in LANGS:
         folder = CHAPTERS / lang
         if folder.is_dir():
-            found += sorted(p for p in folder.rglob("*.ipynb")
-                            if ".ipynb_checkpoints" not in p.parts)
+            found += sorted(
+                p for p in folder.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts
+            )
     return found
 
 
@@ -100,8 +101,9 @@ def output_text(output):
     return "".join(text) if isinstance(text, list) else text
 
 
-_FENCE = re.compile(r"^(?P<fence>`{3,}|~{3,}|:{3,})(?P<info>[^\n]*)\n(?P<body>.*?)^(?P=fence)\s*$",
-                    re.M | re.S)
+_FENCE = re.compile(
+    r"^(?P<fence>`{3,}|~{3,}|:{3,})(?P<info>[^\n]*)\n(?P<body>.*?)^(?P=fence)\s*$", re.M | re.S
+)
 
 
 def display_math(markdown):
@@ -109,14 +111,17 @@ def display_math(markdown):
     directives (backtick or colon fences). Labels and whitespace are normalised away, since
     labels must differ between the editions (they are global to the book)."""
     found = []
-    pieces = []   # markdown with non-math code blocks removed, math directives kept in place
+    pieces = []  # markdown with non-math code blocks removed, math directives kept in place
     last = 0
     for m in _FENCE.finditer(markdown):
-        pieces.append(markdown[last:m.start()])
+        pieces.append(markdown[last : m.start()])
         last = m.end()
         if m.group("info").strip().startswith("{math}"):
-            body = "\n".join(line for line in m.group("body").splitlines()
-                             if not re.match(r"^\s*:\w[\w-]*:", line))
+            body = "\n".join(
+                line
+                for line in m.group("body").splitlines()
+                if not re.match(r"^\s*:\w[\w-]*:", line)
+            )
             pieces.append(f"\x00MATH{len(found)}\x00")
             found.append(body)
     pieces.append(markdown[last:])

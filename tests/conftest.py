@@ -21,15 +21,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from book_helpers import ROOT
 
 
 @dataclass
 class BuiltBook:
-    html: Path          # the site: <tmp>/html (landing page, en/, zh/)
+    html: Path  # the site: <tmp>/html (landing page, en/, zh/)
     returncode: int
-    output: str         # stdout and stderr of tools/build_book.py (the editions' warnings)
+    output: str  # stdout and stderr of tools/build_book.py (the editions' warnings)
     seconds: float
 
     @property
@@ -42,8 +41,10 @@ class BuiltBook:
         and test_build_succeeds reports the warnings."""
         if not (self.html / "index.html").is_file():
             tail = "\n".join(self.output.splitlines()[-30:])
-            pytest.fail(f"the book did not build (exit {self.returncode}); see "
-                        f"test_book_build.py::test_build_succeeds. Last lines:\n{tail}")
+            pytest.fail(
+                f"the book did not build (exit {self.returncode}); see "
+                f"test_book_build.py::test_build_succeeds. Last lines:\n{tail}"
+            )
         return self.html
 
 
@@ -67,16 +68,20 @@ def built_book(tmp_path_factory):
         pytest.fail("jupyter-book is not installed in this environment (pip install -e '.[book]')")
     cmd = [sys.executable, str(ROOT / "tools" / "build_book.py"), "--output", str(out)]
     start = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, encoding="utf-8",
-                          errors="replace")
+    proc = subprocess.run(
+        cmd, cwd=ROOT, capture_output=True, text=True, encoding="utf-8", errors="replace"
+    )
     seconds = time.perf_counter() - start
     html = out / "html"
     size = sum(p.stat().st_size for p in html.rglob("*") if p.is_file()) if html.is_dir() else 0
-    _BUILD_REPORT.append(f"book build: {seconds:.1f} s, exit {proc.returncode}, "
-                         f"site {size / 2**20:.1f} MiB in {html}")
+    _BUILD_REPORT.append(
+        f"book build: {seconds:.1f} s, exit {proc.returncode}, "
+        f"site {size / 2**20:.1f} MiB in {html}"
+    )
     print(_BUILD_REPORT[-1])
-    return BuiltBook(html=html, returncode=proc.returncode,
-                     output=proc.stdout + proc.stderr, seconds=seconds)
+    return BuiltBook(
+        html=html, returncode=proc.returncode, output=proc.stdout + proc.stderr, seconds=seconds
+    )
 
 
 def pytest_terminal_summary(terminalreporter):

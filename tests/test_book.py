@@ -7,15 +7,16 @@ import pytest
 
 from celib.book import peak_extra_bytes
 
-pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
-                                reason="peak_extra_bytes reads Linux's /proc")
+pytestmark = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="peak_extra_bytes reads Linux's /proc"
+)
 
 
 def test_peak_of_a_temporary_array_is_seen_after_it_is_freed():
     size = 64 << 20
 
     def make_and_drop():
-        a = np.ones(size, np.uint8)      # touched, so resident
+        a = np.ones(size, np.uint8)  # touched, so resident
         del a
 
     peak = peak_extra_bytes(make_and_drop)

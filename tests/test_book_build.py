@@ -10,16 +10,16 @@ from __future__ import annotations
 import json
 import re
 from html.parser import HTMLParser
-from pathlib import Path
 
 import pytest
-
 from book_helpers import LANGS, ROOT, load_notebook, read_toc, source_file, tags
 
 HTML_LANG = {"en": "en", "zh": "zh-TW"}
 # Simplified-only characters (test_notebook_conventions.SIMPLIFIED, and some of the interface's)
-SIMPLIFIED = set("损数传计络层权类标签据实现动态习题练码图为这个们时对与样过还没说应该问发开关"
-                 "机会从两义种点边间长么读写输页顶转导览储网编辑错误总块当节显")
+SIMPLIFIED = set(
+    "损数传计络层权类标签据实现动态习题练码图为这个们时对与样过还没说应该问发开关"
+    "机会从两义种点边间长么读写输页顶转导览储网编辑错误总块当节显"
+)
 
 
 def test_build_succeeds(built_book):
@@ -27,7 +27,8 @@ def test_build_succeeds(built_book):
     warnings = "\n".join(built_book.warnings)
     assert built_book.returncode == 0 and not warnings, (
         f"jupyter-book build -W -n --keep-going exited {built_book.returncode} with "
-        f"{len(built_book.warnings)} warning(s):\n{warnings or built_book.output[-3000:]}")
+        f"{len(built_book.warnings)} warning(s):\n{warnings or built_book.output[-3000:]}"
+    )
 
 
 def _pages(html, lang):
@@ -54,17 +55,38 @@ def test_build_script_derives_any_chapter_list():
     spec = importlib.util.spec_from_file_location("build_book", ROOT / "tools" / "build_book.py")
     build_book = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(build_book)
-    toc = {"format": "jb-book", "root": "index", "parts": [
-        {"caption": "English", "chapters": [{"file": "chapters/en/index"},
-                                            {"file": "chapters/en/11_second_order"},
-                                            {"file": "chapters/en/12_across_devices",
-                                             "sections": [{"file": "chapters/en/12a"}]}]},
-        {"caption": "繁體中文", "chapters": [{"file": "chapters/zh/index"},
-                                          {"file": "chapters/zh/11_second_order"}]}]}
+    toc = {
+        "format": "jb-book",
+        "root": "index",
+        "parts": [
+            {
+                "caption": "English",
+                "chapters": [
+                    {"file": "chapters/en/index"},
+                    {"file": "chapters/en/11_second_order"},
+                    {
+                        "file": "chapters/en/12_across_devices",
+                        "sections": [{"file": "chapters/en/12a"}],
+                    },
+                ],
+            },
+            {
+                "caption": "繁體中文",
+                "chapters": [
+                    {"file": "chapters/zh/index"},
+                    {"file": "chapters/zh/11_second_order"},
+                ],
+            },
+        ],
+    }
     assert build_book.edition_toc(toc, "en") == {
-        "format": "jb-book", "root": "index",
-        "chapters": [{"file": "11_second_order"},
-                     {"file": "12_across_devices", "sections": [{"file": "12a"}]}]}
+        "format": "jb-book",
+        "root": "index",
+        "chapters": [
+            {"file": "11_second_order"},
+            {"file": "12_across_devices", "sections": [{"file": "12a"}]},
+        ],
+    }
     assert build_book.edition_toc(toc, "zh")["chapters"] == [{"file": "11_second_order"}]
     real = build_book.load_yaml(ROOT / "_toc.yml")
     for lang in LANGS:
@@ -80,24 +102,37 @@ def test_build_script_derives_any_chapter_list():
 
 REMOTE = re.compile(r"^\s*(https?:)?//", re.I)
 # Attributes that make the browser fetch something (not <a href>, which is a link).
-LOADING_ATTRS = {"script": ["src"], "img": ["src", "srcset"], "iframe": ["src"],
-                 "source": ["src", "srcset"], "video": ["src", "poster"], "audio": ["src"],
-                 "embed": ["src"], "object": ["data"], "track": ["src"], "input": ["src"]}
+LOADING_ATTRS = {
+    "script": ["src"],
+    "img": ["src", "srcset"],
+    "iframe": ["src"],
+    "source": ["src", "srcset"],
+    "video": ["src", "poster"],
+    "audio": ["src"],
+    "embed": ["src"],
+    "object": ["data"],
+    "track": ["src"],
+    "input": ["src"],
+}
 CSS_REMOTE = re.compile(r"""(url\(\s*['"]?\s*(https?:)?//|@import\s+['"]\s*(https?:)?//)""", re.I)
 # A string in JavaScript naming a remote file to load: a CDN host, or a URL ending in the
 # suffix of something a page loads.
 JS_REMOTE = re.compile(
     r"""["'`](https?:)?//(?P<url>[^"'`\s]*?(cdn|unpkg\.com|jsdelivr|googleapis|gstatic|"""
     r"""githack|statically|cloudflare)[^"'`\s]*|[^"'`\s]+?\.(m?js|css|woff2?|ttf|otf|eot|json))"""
-    r"""(\?[^"'`\s]*)?["'`]""", re.I)
+    r"""(\?[^"'`\s]*)?["'`]""",
+    re.I,
+)
 # Remote strings that MathJax 3.2.2's tex-chtml.js (and a11y/sre.js) carry but never fetch in
 # this book: the Speech Rule Engine's built-in defaults, which MathJax replaces by its own
 # [mathjax]/sre path, and two polyfills for Internet Explorer. The browser test watches the
 # actual requests of the pages with the network off.
 JS_ALLOWED = {
-    "_static/mathjax/": ("cdn.jsdelivr.net/npm/speech-rule-engine@",
-                         "cdn.jsdelivr.net/npm/sre-mathmaps-ie@",
-                         "cdn.jsdelivr.net/npm/wicked-good-xpath@"),
+    "_static/mathjax/": (
+        "cdn.jsdelivr.net/npm/speech-rule-engine@",
+        "cdn.jsdelivr.net/npm/sre-mathmaps-ie@",
+        "cdn.jsdelivr.net/npm/wicked-good-xpath@",
+    ),
 }
 
 
@@ -139,8 +174,11 @@ def _remote_loads(path, rel):
     if path.suffix == ".css":
         return [m.group(0) for m in CSS_REMOTE.finditer(text)]
     allowed = next((v for k, v in JS_ALLOWED.items() if f"/{k}" in f"/{rel}"), ())
-    return [m.group(0) for m in JS_REMOTE.finditer(text)
-            if not any(a in m.group("url") for a in allowed)]
+    return [
+        m.group(0)
+        for m in JS_REMOTE.finditer(text)
+        if not any(a in m.group("url") for a in allowed)
+    ]
 
 
 def test_no_remote_resources(built_book):
@@ -154,7 +192,8 @@ def test_no_remote_resources(built_book):
         if loads:
             found[rel] = sorted(set(loads))[:5]
     assert not found, "pages or assets load from other hosts:\n" + json.dumps(
-        found, indent=1, ensure_ascii=False)
+        found, indent=1, ensure_ascii=False
+    )
 
 
 @pytest.mark.parametrize("lang", LANGS)
@@ -169,9 +208,10 @@ def test_mathjax_is_served_from_the_site(built_book, lang):
 
 # --- search ----------------------------------------------------------------------------
 
+
 def _search_index(html):
     text = (html / "searchindex.js").read_text(encoding="utf-8")
-    return json.loads(text[text.index("(") + 1:text.rindex(")")])
+    return json.loads(text[text.index("(") + 1 : text.rindex(")")])
 
 
 def _docs_for(index, term):
@@ -194,10 +234,16 @@ def test_each_edition_indexes_its_own_pages(built_book, lang):
         assert len(cjk) > 500
 
 
-@pytest.mark.parametrize("term, lang", [
-    ("梯度", "zh"), ("交叉熵", "zh"), ("損失函數", "zh"), ("反向傳播", "zh"),
-    ("gradient", "en"),
-])
+@pytest.mark.parametrize(
+    "term, lang",
+    [
+        ("梯度", "zh"),
+        ("交叉熵", "zh"),
+        ("損失函數", "zh"),
+        ("反向傳播", "zh"),
+        ("gradient", "en"),
+    ],
+)
 def test_search_index(built_book, term, lang):
     index = _search_index(built_book.require_html() / lang)
     chapters = {d for d in index["docnames"] if d != "index"}
@@ -206,10 +252,12 @@ def test_search_index(built_book, term, lang):
     docs = _docs_for(index, term)
     assert docs & chapters, (
         f"the {lang} search index maps {term!r} to {sorted(docs)}, no chapter; "
-        f"terms like it: {sorted(t for t in index['terms'] if term[:1] in t)[:20]}")
+        f"terms like it: {sorted(t for t in index['terms'] if term[:1] in t)[:20]}"
+    )
 
 
 # --- page furniture ----------------------------------------------------------------------
+
 
 def test_landing_page_links_both_editions(built_book):
     html = built_book.require_html()
@@ -250,18 +298,25 @@ def test_edition_pages(built_book, lang):
 
 def test_zh_interface_is_chinese(built_book):
     html = built_book.require_html()
-    page = (html / "zh/02_the_gradient.html")
+    page = html / "zh/02_the_gradient.html"
     if not page.is_file():
         pytest.skip("chapter 2 is not built")
     text = page.read_text(encoding="utf-8")
     for zh in ("搜尋本書", "上一頁", "下一頁", "列印成 PDF", "開啟於 Colab", "開啟於 Binder"):
         assert zh in text, zh
-    for en in ("Search this book", "Show code cell", "Launch on", "Toggle primary sidebar",
-               "Contents", "Previous", "Next"):
+    for en in (
+        "Search this book",
+        "Show code cell",
+        "Launch on",
+        "Toggle primary sidebar",
+        "Contents",
+        "Previous",
+        "Next",
+    ):
         assert en not in text, en
     # pydata-sphinx-theme has no zh_TW catalog; its zh one is Simplified Chinese
     for page in _pages(html, "zh"):
-        if "gloss" in page.stem:      # the glossary shows the mainland terms on purpose
+        if "gloss" in page.stem:  # the glossary shows the mainland terms on purpose
             continue
         simplified = sorted(set(page.read_text(encoding="utf-8")) & SIMPLIFIED)
         assert not simplified, f"{page.name}: Simplified characters {simplified}"
@@ -331,14 +386,18 @@ def test_hide_input_cells_are_behind_a_toggle(built_book):
     html = built_book.require_html()
     checked = 0
     for nb, page in _built_notebooks(html):
-        hidden = sum("hide-input" in tags(c) for c in load_notebook(nb)["cells"]
-                     if c["cell_type"] == "code")
+        hidden = sum(
+            "hide-input" in tags(c) for c in load_notebook(nb)["cells"] if c["cell_type"] == "code"
+        )
         if not hidden:
             continue
         text = page.read_text(encoding="utf-8")
         cells = re.findall(r'<div class="cell tag_hide-input[^"]*"', text)
-        toggles = re.findall(r'<div class="cell tag_hide-input[^"]*">\s*'
-                             r'<details class="[^"]*\bhide above-input\b', text)
+        toggles = re.findall(
+            r'<div class="cell tag_hide-input[^"]*">\s*'
+            r'<details class="[^"]*\bhide above-input\b',
+            text,
+        )
         assert len(cells) == len(toggles) == hidden, (page, hidden, len(cells), len(toggles))
         checked += 1
     if not checked:

@@ -29,12 +29,13 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-
 from book_helpers import read_toc
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
-RAW_TEX = re.compile(r"\$\$|\\\(|\\\[|\\(frac|partial|sum|mathrm|log|exp|begin|end|left|"
-                     r"right|nabla|cdot|text|operatorname)\b")
+RAW_TEX = re.compile(
+    r"\$\$|\\\(|\\\[|\\(frac|partial|sum|mathrm|log|exp|begin|end|left|"
+    r"right|nabla|cdot|text|operatorname)\b"
+)
 
 
 def _find_browser():
@@ -48,16 +49,18 @@ def _find_browser():
 def browser():
     path = _find_browser()
     if path is None:
-        message = ("Chromium is not installed, so the browser checks (MathJax typesetting, "
-                   "search pages) did not run: apt-get install chromium, or set CHROMIUM "
-                   "to a Chromium or Chrome binary")
+        message = (
+            "Chromium is not installed, so the browser checks (MathJax typesetting, "
+            "search pages) did not run: apt-get install chromium, or set CHROMIUM "
+            "to a Chromium or Chrome binary"
+        )
         if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
             pytest.fail(message + " (CI is set: these checks must run)")
         pytest.skip(message)
     return path
 
 
-TEST_PAGES: dict[str, str] = {}     # /_celib_test/<name> -> HTML, served by _Handler
+TEST_PAGES: dict[str, str] = {}  # /_celib_test/<name> -> HTML, served by _Handler
 
 
 class _Handler(http.server.SimpleHTTPRequestHandler):
@@ -81,7 +84,8 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
 def site(built_book):
     html = built_book.require_html()
     server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(_Handler, directory=str(html)))
+        ("127.0.0.1", 0), functools.partial(_Handler, directory=str(html))
+    )
     server.log = []
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -93,13 +97,26 @@ def site(built_book):
 
 
 def _chromium(browser, profile, lang="en-US", window="1280,900"):
-    return [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-            "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--disable-extensions", "--no-first-run",
-            "--no-default-browser-check", f"--user-data-dir={profile}",
-            "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-            f"--lang={lang}", f"--accept-lang={lang}", f"--window-size={window}",
-            "--force-device-scale-factor=1", "--hide-scrollbars"]
+    return [
+        browser,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-extensions",
+        "--no-first-run",
+        "--no-default-browser-check",
+        f"--user-data-dir={profile}",
+        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+        f"--lang={lang}",
+        f"--accept-lang={lang}",
+        f"--window-size={window}",
+        "--force-device-scale-factor=1",
+        "--hide-scrollbars",
+    ]
 
 
 def load(browser, base, path, *, lang="en-US", profile=None, window="1280,900"):
@@ -111,22 +128,30 @@ def load(browser, base, path, *, lang="en-US", profile=None, window="1280,900"):
     with tempfile.TemporaryDirectory(prefix="celib-chromium-") as tmp:
         netlog = Path(tmp) / "netlog.json"
         cmd = _chromium(browser, profile or tmp, lang, window) + [
-            f"--log-net-log={netlog}", "--virtual-time-budget=20000",
-            "--dump-dom", f"{base}/{path}"]
+            f"--log-net-log={netlog}",
+            "--virtual-time-budget=20000",
+            "--dump-dom",
+            f"{base}/{path}",
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
         assert proc.returncode == 0 and "</html>" in proc.stdout, (
-            f"chromium failed on {path}: exit {proc.returncode}\n{proc.stderr[-2000:]}")
+            f"chromium failed on {path}: exit {proc.returncode}\n{proc.stderr[-2000:]}"
+        )
         return proc.stdout, _page_requests(netlog)
 
 
 def screenshot(browser, base, path, png, *, window="480,160"):
     with tempfile.TemporaryDirectory(prefix="celib-chromium-") as tmp:
         cmd = _chromium(browser, tmp, "zh-TW", window) + [
-            "--virtual-time-budget=10000", f"--screenshot={png}", f"{base}/{path}"]
+            "--virtual-time-budget=10000",
+            f"--screenshot={png}",
+            f"{base}/{path}",
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
         assert proc.returncode == 0 and Path(png).is_file(), (
             f"chromium could not take a screenshot of {path}: exit {proc.returncode}\n"
-            f"{proc.stderr[-2000:]}")
+            f"{proc.stderr[-2000:]}"
+        )
 
 
 def _page_requests(netlog):
@@ -147,6 +172,7 @@ def _page_requests(netlog):
 
 class _Text(HTMLParser):
     """Visible text: no scripts, styles, code, or MathJax output."""
+
     SKIP = {"script", "style", "pre", "code", "textarea", "mjx-container", "noscript"}
 
     def __init__(self):
@@ -177,8 +203,11 @@ def _pages_with_math(html, lang):
     pages = [f"{lang}/index.html"]
     for name in read_toc()[lang]:
         page = html / lang / f"{name}.html"
-        if name != "index" and page.is_file() and (
-                'class="math notranslate nohighlight"' in page.read_text(encoding="utf-8")):
+        if (
+            name != "index"
+            and page.is_file()
+            and ('class="math notranslate nohighlight"' in page.read_text(encoding="utf-8"))
+        ):
             pages.append(f"{lang}/{name}.html")
             break
     return pages
@@ -194,7 +223,8 @@ def test_equations_typeset_offline(browser, site, lang):
         expected = static.count('class="math notranslate nohighlight"')
         typeset = dom.count("<mjx-container")
         assert typeset >= expected, (
-            f"{page}: {typeset} typeset equations (mjx-container) for {expected} in the page")
+            f"{page}: {typeset} typeset equations (mjx-container) for {expected} in the page"
+        )
         raw = sorted(set(m.group(0) for m in RAW_TEX.finditer(visible_text(dom))))
         assert not raw, f"{page}: raw TeX visible in the page: {raw}"
         remote = [u for u in requests if not u.startswith(base)]
@@ -212,11 +242,14 @@ def _search_hits(browser, base, lang, query):
     return [link.split("#")[0].split("?")[0].removeprefix("./") for link in links], dom, requests
 
 
-@pytest.mark.parametrize("query, lang, page", [
-    ("gradients", "en", "02_the_gradient.html"),   # English stemming: gradients -> gradient
-    ("梯度", "zh", "02_the_gradient.html"),
-    ("交叉熵", "zh", "01_softmax_and_cross_entropy.html"),
-])
+@pytest.mark.parametrize(
+    "query, lang, page",
+    [
+        ("gradients", "en", "02_the_gradient.html"),  # English stemming: gradients -> gradient
+        ("梯度", "zh", "02_the_gradient.html"),
+        ("交叉熵", "zh", "01_softmax_and_cross_entropy.html"),
+    ],
+)
 def test_search_page_finds_the_chapter(browser, site, query, lang, page):
     base, html, _ = site
     if not (html / lang / page).is_file():
@@ -228,7 +261,8 @@ def test_search_page_finds_the_chapter(browser, site, query, lang, page):
     if lang == "zh":
         status = re.search(r'<p class="search-summary">(.*?)</p>', dom, re.S)
         assert status and not re.search(r"[A-Za-z]{4}", status.group(1)), (
-            f"the search summary is not in Chinese: {status and status.group(1)}")
+            f"the search summary is not in Chinese: {status and status.group(1)}"
+        )
 
 
 HTML_LANG = {"en": "en", "zh": "zh-TW"}
@@ -250,8 +284,9 @@ def test_lang_attribute_and_interface(browser, site, lang):
         assert "繁體中文" in text and "Search this book" in dom
 
 
-@pytest.mark.parametrize("prefs, lang", [("zh-TW", "zh"), ("zh-CN", "zh"), ("en-US", "en"),
-                                          ("fr-FR", "en")])
+@pytest.mark.parametrize(
+    "prefs, lang", [("zh-TW", "zh"), ("zh-CN", "zh"), ("en-US", "en"), ("fr-FR", "en")]
+)
 def test_landing_page_follows_the_browser_language(browser, site, prefs, lang):
     base, _, _ = site
     dom, requests = load(browser, base, "index.html", lang=prefs)
@@ -289,6 +324,7 @@ def _result(dom):
     m = re.search(r'<pre id="result">(.*?)</pre>', dom, re.S)
     assert m and m.group(1).strip(), f"the test page wrote no result:\n{dom[-2000:]}"
     import html as _html
+
     return json.loads(_html.unescape(m.group(1)))
 
 
@@ -298,7 +334,10 @@ def test_language_switcher_round_trip(browser, site):
     TEST_PAGES["round-trip.html"] = ROUND_TRIP % {"page": page}
     steps = _result(load(browser, base, "_celib_test/round-trip.html")[0])
     assert [(s["path"], s["lang"]) for s in steps] == [
-        (f"/en/{page}", "en"), (f"/zh/{page}", "zh-TW"), (f"/en/{page}", "en")], steps
+        (f"/en/{page}", "en"),
+        (f"/zh/{page}", "zh-TW"),
+        (f"/en/{page}", "en"),
+    ], steps
     assert [s["stored"] for s in steps] == [None, "zh", "en"], steps
     assert [s["switcher"] for s in steps] == ["繁體中文", "English", "繁體中文"], steps
 
@@ -393,9 +432,11 @@ def test_chinese_renders_with_glyphs_not_tofu(browser, site, tmp_path):
     print(f"distinct ink columns: web font {patterns}, system fonts {_column_patterns(system)}")
     assert patterns >= 40, (
         f"the row in the web font has {patterns} different ink columns: boxes (tofu), not "
-        f"glyphs; screenshot {png}")
+        f"glyphs; screenshot {png}"
+    )
     if _has_cjk_system_font() is False:
         tofu = _column_patterns(system)
         assert tofu <= 8, (
             f"without the web font and with no CJK system font, {tofu} different ink columns: "
-            f"the check cannot tell glyphs from tofu; screenshot {png}")
+            f"the check cannot tell glyphs from tofu; screenshot {png}"
+        )

@@ -18,7 +18,9 @@ W = np.array([1.0, 2.0, 0.5, 3.0, 1.5])
 
 def torch_loss_and_grad(x, target, **options):
     xt = torch.tensor(x, requires_grad=True)
-    options = {k: torch.as_tensor(v) if isinstance(v, np.ndarray) else v for k, v in options.items()}
+    options = {
+        k: torch.as_tensor(v) if isinstance(v, np.ndarray) else v for k, v in options.items()
+    }
     loss = F.cross_entropy(xt, torch.as_tensor(target), **options)
     loss.sum().backward()
     return loss.detach().numpy(), xt.grad.numpy()
@@ -31,12 +33,12 @@ def x():
 
 def test_soft_target_gradient_is_p_sum_q_minus_q_and_sums_to_zero():
     x1 = np.array([[1.0, -0.5, 2.0, 0.3]])
-    q = np.array([[0.5, 0.3, 0.4, 0.0]])                     # sums to 1.2
+    q = np.array([[0.5, 0.3, 0.4, 0.0]])  # sums to 1.2
     p = celib.softmax(x1, axis=1)
     _, g = torch_loss_and_grad(x1, q, reduction="sum")
     np.testing.assert_allclose(g, p * q.sum() - q, rtol=1e-12, atol=1e-14)
-    assert abs(g.sum()) < 1e-12                                # still sums to zero
-    assert (p - q).sum() == pytest.approx(1 - q.sum())         # the shortcut does not
+    assert abs(g.sum()) < 1e-12  # still sums to zero
+    assert (p - q).sum() == pytest.approx(1 - q.sum())  # the shortcut does not
     assert not np.allclose(g, p - q)
     # an unnormalised q acts as q / sum(q) with the row weighted by sum(q)
     _, g_norm = torch_loss_and_grad(x1, q / q.sum(), reduction="sum")
@@ -65,15 +67,17 @@ def test_class_index_smoothing_with_weights_divides_by_sum_of_true_weights(x):
     assert L_t == pytest.approx((a * (lse[:, None] - x)).sum() / D, rel=1e-12)
     p = celib.softmax(x, axis=1)
     np.testing.assert_allclose(G_t, (p * a.sum(1, keepdims=True) - a) / D, rtol=1e-12, atol=1e-15)
-    assert not np.isclose(L_t, (a * (lse[:, None] - x)).sum() / a.sum())   # not the total mass
-    assert np.all(G_t[1] == 0)                                             # ignored row
+    assert not np.isclose(L_t, (a * (lse[:, None] - x)).sum() / a.sum())  # not the total mass
+    assert np.all(G_t[1] == 0)  # ignored row
 
 
 def test_probability_targets_with_weights_divide_by_n(x):
     y = np.array([2, 0, 3])
     onehot = np.eye(C)[y]
     L_sum_i, G_sum_i = torch_loss_and_grad(x, y, weight=W, label_smoothing=EPS, reduction="sum")
-    L_sum_p, G_sum_p = torch_loss_and_grad(x, onehot, weight=W, label_smoothing=EPS, reduction="sum")
+    L_sum_p, G_sum_p = torch_loss_and_grad(
+        x, onehot, weight=W, label_smoothing=EPS, reduction="sum"
+    )
     assert L_sum_i == pytest.approx(L_sum_p, rel=1e-12)
     np.testing.assert_allclose(G_sum_i, G_sum_p, rtol=1e-12, atol=1e-15)
     L_mean_i, _ = torch_loss_and_grad(x, y, weight=W, label_smoothing=EPS)
@@ -120,7 +124,7 @@ def test_weighted_smoothing_optimum_is_a_over_its_mass():
 def test_plain_target_has_no_finite_optimum():
     y = np.array([2])
     gaps = [(_descend(y, steps=s)[0, 2] - _descend(y, steps=s)[0, 0]) for s in (100, 1000)]
-    assert gaps[1] > gaps[0] + 1.5            # the logit gap keeps growing, like log(steps)
+    assert gaps[1] > gaps[0] + 1.5  # the logit gap keeps growing, like log(steps)
 
 
 def test_distillation_gradient_and_its_t_squared_limit():

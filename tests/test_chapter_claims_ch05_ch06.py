@@ -18,6 +18,7 @@ F = torch.nn.functional
 
 # --- chapter 5 ----------------------------------------------------------------
 
+
 def test_float32_exp_overflows_just_above_log_of_max():
     threshold = np.log(np.finfo(np.float32).max)
     assert threshold == pytest.approx(88.7228, abs=1e-4)
@@ -90,7 +91,7 @@ def test_large_float16_batches_overflow_in_torch():
         x = torch.from_numpy(rng.standard_normal((N, 10))).half()
         y = torch.from_numpy(rng.integers(0, 10, N))
         mean16 = F.cross_entropy(x, y).item()
-        assert (math.isinf(mean16) if expect == "inf" else math.isnan(mean16)), (N, mean16)
+        assert math.isinf(mean16) if expect == "inf" else math.isnan(mean16), (N, mean16)
         assert math.isinf(F.cross_entropy(x, y, reduction="sum").item())
         assert math.isfinite(F.cross_entropy(x.float(), y).item())
         assert np.isfinite(celib.cross_entropy(x.numpy(), y.numpy()))
@@ -106,7 +107,7 @@ def test_low_precision_errors_are_a_few_unit_roundoffs():
     rng = np.random.default_rng(0)
     x64 = 8.0 * rng.standard_normal((32, 1000))
     y = rng.integers(0, 1000, 32)
-    for dtype, u in [(torch.float16, 2.0 ** -11), (torch.bfloat16, 2.0 ** -8)]:
+    for dtype, u in [(torch.float16, 2.0**-11), (torch.bfloat16, 2.0**-8)]:
         xt = torch.tensor(x64).to(dtype).requires_grad_(True)
         F.cross_entropy(xt, torch.from_numpy(y)).backward()
         ref = celib.cross_entropy_grad(xt.detach().double().numpy(), y)
@@ -141,11 +142,19 @@ def test_confident_row_subtraction_in_float64_still_cancels():
 
 # --- chapter 6 ----------------------------------------------------------------
 
+
 def test_optimal_central_difference_step_for_a_sample_function():
     steps = np.logspace(-14, 0, 57)
     x0 = 1.0
-    err = np.array([abs(numerical_grad(lambda z: np.exp(z[0]) * np.sin(z[0]), [x0], eps=h)[0]
-                        - np.exp(x0) * (np.sin(x0) + np.cos(x0))) for h in steps])
+    err = np.array(
+        [
+            abs(
+                numerical_grad(lambda z: np.exp(z[0]) * np.sin(z[0]), [x0], eps=h)[0]
+                - np.exp(x0) * (np.sin(x0) + np.cos(x0))
+            )
+            for h in steps
+        ]
+    )
     best = steps[np.argmin(err)]
     assert 1e-7 <= best <= 1e-4
     assert err.min() < 1e-9
@@ -157,8 +166,10 @@ def test_celib_gradient_passes_finite_differences_with_every_option():
     y = np.array([0, 3, 1, -100, 2])
     w = np.array([1.0, 2.0, 0.5, 3.0])
     for kw in [dict(), dict(reduction="sum"), dict(weight=w), dict(label_smoothing=0.1, weight=w)]:
-        err = relative_error(celib.cross_entropy_grad(x, y, **kw),
-                             numerical_grad(lambda z: celib.cross_entropy(z, y, **kw), x))
+        err = relative_error(
+            celib.cross_entropy_grad(x, y, **kw),
+            numerical_grad(lambda z, kw=kw: celib.cross_entropy(z, y, **kw), x),
+        )
         assert err < 1e-7, (kw, err)
 
 
@@ -174,4 +185,6 @@ def test_celib_matches_torch_per_compare():
     y = rng.integers(0, 100, 64)
     xt = torch.tensor(x, requires_grad=True)
     F.cross_entropy(xt, torch.from_numpy(y), label_smoothing=0.1).backward()
-    assert compare(celib.cross_entropy_grad(x, y, label_smoothing=0.1), xt.grad, rtol=1e-10, atol=1e-15)
+    assert compare(
+        celib.cross_entropy_grad(x, y, label_smoothing=0.1), xt.grad, rtol=1e-10, atol=1e-15
+    )

@@ -27,8 +27,9 @@ STEPS, LR = 300, 1.0
 @pytest.fixture(scope="module")
 def digits():
     d = sklearn_datasets.load_digits()
-    return train_test_split(d.data / 16.0, d.target, test_size=0.25, random_state=0,
-                            stratify=d.target)
+    return train_test_split(
+        d.data / 16.0, d.target, test_size=0.25, random_state=0, stratify=d.target
+    )
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +58,11 @@ def two_runs(digits):
         with torch.no_grad():
             W_t -= LR * W_t.grad
             b_t -= LR * b_t.grad
-    return (W, b, np.array(losses_np)), (W_t.detach().numpy(), b_t.detach().numpy(),
-                                         np.array(losses_t))
+    return (W, b, np.array(losses_np)), (
+        W_t.detach().numpy(),
+        b_t.detach().numpy(),
+        np.array(losses_t),
+    )
 
 
 def test_ch07_numpy_and_autograd_runs_agree(two_runs):
@@ -134,7 +138,10 @@ def test_ch08_celib_linear_cross_entropy_matches_unfused():
         return [loss.detach()] + [t.grad for t in p]
 
     ref = run(lambda h, W, b: F.cross_entropy(F.linear(h, W, b), target, **opts))
-    ours = run(lambda h, W, b: torch_ops.linear_cross_entropy(h, W, target, linear_bias=b,
-                                                              chunk_size=64, **opts))
+    ours = run(
+        lambda h, W, b: torch_ops.linear_cross_entropy(
+            h, W, target, linear_bias=b, chunk_size=64, **opts
+        )
+    )
     for x, y in zip(ours, ref):
         torch.testing.assert_close(x, y, rtol=1e-10, atol=1e-13)

@@ -5,8 +5,8 @@ import pytest
 
 from celib.exercises import ch01
 
-
 # ---- solutions, as in the chapter ----------------------------------------
+
 
 def good_softmax(x):
     x = np.asarray(x, dtype=np.float64)
@@ -25,6 +25,7 @@ def good_nll_loss(log_probs, target):
 
 
 # ---- typical wrong answers -------------------------------------------------
+
 
 def naive_softmax(x):  # overflows for large logits
     with np.errstate(over="ignore", invalid="ignore"):
@@ -70,6 +71,7 @@ def nll_wrong_indexing(log_probs, target):  # picks columns, not one entry per r
 def test_softmax_checker_accepts_solution_and_reference():
     assert ch01.check_softmax(good_softmax, quiet=True)
     from celib import softmax
+
     assert ch01.check_softmax(softmax, quiet=True)
 
 
@@ -82,7 +84,9 @@ def test_cross_entropy_checker_accepts_solution():
     assert ch01.check_cross_entropy(good_cross_entropy, quiet=True)
 
 
-@pytest.mark.parametrize("wrong", [cross_entropy_sign_error, cross_entropy_naive, cross_entropy_forgets_lse])
+@pytest.mark.parametrize(
+    "wrong", [cross_entropy_sign_error, cross_entropy_naive, cross_entropy_forgets_lse]
+)
 def test_cross_entropy_checker_rejects(wrong):
     assert not ch01.check_cross_entropy(wrong, quiet=True)
 

@@ -6,8 +6,8 @@ import pytest
 import celib
 from celib.exercises import ch02
 
-
 # ---- solutions, as in the chapter ----------------------------------------
+
 
 def good_gradient(x, y):
     grad = celib.softmax(np.asarray(x, dtype=np.float64))
@@ -26,6 +26,7 @@ def good_backward(x, grad_p):
 
 
 # ---- typical wrong answers -------------------------------------------------
+
 
 def gradient_sign_error(x, y):  # onehot - p
     return -good_gradient(x, y)
@@ -84,8 +85,9 @@ def test_gradient_checker_accepts_solution_and_reference():
     assert ch02.check_gradient(lambda x, y: celib.cross_entropy_grad(x, y), quiet=True)
 
 
-@pytest.mark.parametrize("wrong", [gradient_sign_error, gradient_is_softmax, gradient_target_only,
-                                   gradient_naive])
+@pytest.mark.parametrize(
+    "wrong", [gradient_sign_error, gradient_is_softmax, gradient_target_only, gradient_naive]
+)
 def test_gradient_checker_rejects(wrong):
     assert not ch02.check_gradient(wrong, quiet=True)
 
@@ -101,8 +103,9 @@ def test_jacobian_checker_accepts_solution_and_reference():
     assert ch02.check_softmax_jacobian(celib.softmax_jacobian, quiet=True)
 
 
-@pytest.mark.parametrize("wrong", [jacobian_sign_error, jacobian_diag_only, jacobian_outer_only,
-                                   jacobian_flat])
+@pytest.mark.parametrize(
+    "wrong", [jacobian_sign_error, jacobian_diag_only, jacobian_outer_only, jacobian_flat]
+)
 def test_jacobian_checker_rejects(wrong):
     assert not ch02.check_softmax_jacobian(wrong, quiet=True)
 
@@ -111,8 +114,9 @@ def test_backward_checker_accepts_solution():
     assert ch02.check_softmax_backward(good_backward, quiet=True)
 
 
-@pytest.mark.parametrize("wrong", [backward_elementwise, backward_sign_error,
-                                   backward_returns_gradient_of_p])
+@pytest.mark.parametrize(
+    "wrong", [backward_elementwise, backward_sign_error, backward_returns_gradient_of_p]
+)
 def test_backward_checker_rejects(wrong):
     assert not ch02.check_softmax_backward(wrong, quiet=True)
 
@@ -124,13 +128,19 @@ def test_backward_reference_matches_torch():
         p = torch.softmax(x, dim=0)
         p.backward(torch.tensor(case.kwargs["grad_p"]))
         expected = x.grad.numpy()
-        np.testing.assert_allclose(ch02.softmax_backward(**case.kwargs), expected, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(
+            ch02.softmax_backward(**case.kwargs), expected, rtol=1e-10, atol=1e-12
+        )
 
 
 def test_first_backward_case_is_the_cross_entropy_gradient():
     case = ch02.backward_cases()[0]
-    np.testing.assert_allclose(ch02.softmax_backward(**case.kwargs),
-                               celib.cross_entropy_grad(case.kwargs["x"], 0), rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(
+        ch02.softmax_backward(**case.kwargs),
+        celib.cross_entropy_grad(case.kwargs["x"], 0),
+        rtol=1e-12,
+        atol=1e-15,
+    )
 
 
 def test_reports_in_both_languages(capsys):

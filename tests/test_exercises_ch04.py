@@ -39,6 +39,7 @@ def test_rejects_eps_over_c_minus_one_on_the_other_classes():
     def wrong(target, num_classes, eps):
         onehot = np.eye(num_classes)[np.asarray(target)]
         return (1 - eps) * onehot + eps / (num_classes - 1) * (1 - onehot)
+
     assert not ch04.check_smoothed_target(wrong, quiet=True)
 
 
@@ -46,6 +47,7 @@ def test_rejects_one_minus_eps_without_the_true_class_share():
     def wrong(target, num_classes, eps):
         onehot = np.eye(num_classes)[np.asarray(target)]
         return (1 - eps) * onehot + eps / num_classes * (1 - onehot)
+
     assert not ch04.check_smoothed_target(wrong, quiet=True)
 
 
@@ -57,12 +59,14 @@ def test_rejects_weighting_the_spread_by_the_true_class():
         y_safe = np.where(kept, y, 0)
         q = (1 - eps) * np.eye(len(w))[y_safe] + eps / len(w)
         return q * w[y_safe][:, None] * kept[:, None]
+
     assert not ch04.check_effective_target(wrong, quiet=True)
 
 
 def test_rejects_ignoring_the_weights():
     def wrong(target, weight, eps, ignore_index=-100):
         return effective_target(target, np.ones(len(weight)), eps, ignore_index)
+
     assert not ch04.check_effective_target(wrong, quiet=True)
 
 
@@ -72,24 +76,28 @@ def test_rejects_not_zeroing_ignored_rows():
         w = np.asarray(weight, dtype=float)
         y_safe = np.where(y != ignore_index, y, 0)
         return (1 - eps) * np.eye(len(w))[y_safe] * w[y_safe][:, None] + eps / len(w) * w
+
     assert not ch04.check_effective_target(wrong, quiet=True)
 
 
 def test_rejects_a_missing_t_squared():
     def wrong(student_logits, teacher_logits, T):
         return distillation_grad(student_logits, teacher_logits, T) / T**2
+
     assert not ch04.check_distillation_grad(wrong, quiet=True)
 
 
 def test_rejects_a_missing_chain_rule_factor():
     def wrong(student_logits, teacher_logits, T):
         return distillation_grad(student_logits, teacher_logits, T) * T
+
     assert not ch04.check_distillation_grad(wrong, quiet=True)
 
 
 def test_rejects_a_sign_error():
     def wrong(student_logits, teacher_logits, T):
         return -distillation_grad(student_logits, teacher_logits, T)
+
     assert not ch04.check_distillation_grad(wrong, quiet=True)
 
 
@@ -102,8 +110,13 @@ def test_effective_target_reference_matches_torch():
     w = np.array([1.0, 2.0, 0.5, 3.0, 1.5])
     a = ch04.reference_effective_target(y, w, 0.2)
     ours = (a * (celib.logsumexp(x, axis=1)[:, None] - x)).sum(axis=1)
-    theirs = torch.nn.functional.cross_entropy(torch.tensor(x), torch.tensor(y), weight=torch.tensor(w),
-                                               label_smoothing=0.2, reduction="none").numpy()
+    theirs = torch.nn.functional.cross_entropy(
+        torch.tensor(x),
+        torch.tensor(y),
+        weight=torch.tensor(w),
+        label_smoothing=0.2,
+        reduction="none",
+    ).numpy()
     np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-14)
 
 

@@ -77,8 +77,10 @@ def test_true_class_grad_checker():
 
 def test_true_class_grad_checker_accepts_celibs_gradient():
     """celib's cross_entropy_grad forms p_y - 1 without cancellation too (chapter 5, 5.6)."""
+
     def celib_true_class_grad(x, y):
         return reference.cross_entropy_grad(x[None, :], np.array([y]), reduction="sum")[0, y]
+
     assert ch05.check_true_class_grad(celib_true_class_grad, quiet=True)
 
 

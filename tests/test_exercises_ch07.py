@@ -6,8 +6,8 @@ import pytest
 import celib
 from celib.exercises import ch07
 
-
 # --- solutions, as a learner would write them --------------------------------
+
 
 def linear_grads(X, y, W, b):
     G = celib.cross_entropy_grad(X @ W + b, y)
@@ -28,27 +28,28 @@ def confusion_matrix(y_true, y_pred, num_classes):
 
 # --- typical wrong answers ---------------------------------------------------
 
-def grads_without_mean(X, y, W, b):          # forgot the 1/N: the sum, not the mean
+
+def grads_without_mean(X, y, W, b):  # forgot the 1/N: the sum, not the mean
     G = celib.cross_entropy_grad(X @ W + b, y, reduction="sum")
     return X.T @ G, G.sum(axis=0)
 
 
-def grads_wrong_sign(X, y, W, b):            # Y - P instead of P - Y
+def grads_wrong_sign(X, y, W, b):  # Y - P instead of P - Y
     dW, db = linear_grads(X, y, W, b)
     return -dW, -db
 
 
-def grads_transposed(X, y, W, b):            # G^T X: (C, D) instead of (D, C)
+def grads_transposed(X, y, W, b):  # G^T X: (C, D) instead of (D, C)
     G = celib.cross_entropy_grad(X @ W + b, y)
     return G.T @ X, G.sum(axis=0)
 
 
-def grads_bias_not_summed(X, y, W, b):       # db = G, one row per sample
+def grads_bias_not_summed(X, y, W, b):  # db = G, one row per sample
     G = celib.cross_entropy_grad(X @ W + b, y)
     return X.T @ G, G
 
 
-def grads_naive_softmax(X, y, W, b):         # exp without the max shift overflows
+def grads_naive_softmax(X, y, W, b):  # exp without the max shift overflows
     Z = X @ W + b
     with np.errstate(over="ignore", invalid="ignore"):
         P = np.exp(Z) / np.exp(Z).sum(axis=1, keepdims=True)
@@ -57,26 +58,26 @@ def grads_naive_softmax(X, y, W, b):         # exp without the max shift overflo
     return X.T @ G, G.sum(axis=0)
 
 
-def gd_step_wrong_sign(X, y, W, b, lr):      # gradient ascent
+def gd_step_wrong_sign(X, y, W, b, lr):  # gradient ascent
     dW, db = linear_grads(X, y, W, b)
     return W + lr * dW, b + lr * db
 
 
-def gd_step_weights_only(X, y, W, b, lr):    # forgot to update the bias
+def gd_step_weights_only(X, y, W, b, lr):  # forgot to update the bias
     dW, _ = linear_grads(X, y, W, b)
     return W - lr * dW, b
 
 
-def confusion_transposed(y_true, y_pred, num_classes):   # rows = predictions
+def confusion_transposed(y_true, y_pred, num_classes):  # rows = predictions
     return confusion_matrix(y_true, y_pred, num_classes).T
 
 
-def confusion_from_labels_seen(y_true, y_pred, num_classes):   # size from the data
+def confusion_from_labels_seen(y_true, y_pred, num_classes):  # size from the data
     k = max(list(y_true) + list(y_pred), default=-1) + 1
     return confusion_matrix(y_true, y_pred, k)
 
 
-def confusion_no_repeats(y_true, y_pred, num_classes):   # fancy-index assignment, not add
+def confusion_no_repeats(y_true, y_pred, num_classes):  # fancy-index assignment, not add
     M = np.zeros((num_classes, num_classes), dtype=int)
     M[np.asarray(y_true, dtype=int), np.asarray(y_pred, dtype=int)] += 1
     return M
@@ -91,8 +92,16 @@ def test_reference_solutions_pass(lang, capsys):
     assert out.count("✓") == 3 and "✗" not in out
 
 
-@pytest.mark.parametrize("wrong", [grads_without_mean, grads_wrong_sign, grads_transposed,
-                                   grads_bias_not_summed, grads_naive_softmax])
+@pytest.mark.parametrize(
+    "wrong",
+    [
+        grads_without_mean,
+        grads_wrong_sign,
+        grads_transposed,
+        grads_bias_not_summed,
+        grads_naive_softmax,
+    ],
+)
 def test_linear_grads_rejects(wrong):
     assert not ch07.check_linear_grads(wrong, quiet=True)
 
@@ -102,8 +111,9 @@ def test_gd_step_rejects(wrong):
     assert not ch07.check_gd_step(wrong, quiet=True)
 
 
-@pytest.mark.parametrize("wrong", [confusion_transposed, confusion_from_labels_seen,
-                                   confusion_no_repeats])
+@pytest.mark.parametrize(
+    "wrong", [confusion_transposed, confusion_from_labels_seen, confusion_no_repeats]
+)
 def test_confusion_matrix_rejects(wrong):
     assert not ch07.check_confusion_matrix(wrong, quiet=True)
 
@@ -120,6 +130,7 @@ def test_failure_report_names_the_case_in_both_languages(capsys):
 def test_a_stub_that_raises_is_reported_not_raised(capsys):
     def stub(X, y, W, b):
         raise NotImplementedError("your code")
+
     assert ch07.check_linear_grads(stub, lang="en").status == "not_attempted"
     assert "NotImplementedError" in capsys.readouterr().out
 

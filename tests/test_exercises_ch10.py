@@ -8,11 +8,13 @@ from celib.exercises import ch10
 
 
 def sigmoid(x):
-    return np.where(x >= 0, 1 / (1 + np.exp(-np.abs(x))),
-                    np.exp(-np.abs(x)) / (1 + np.exp(-np.abs(x))))
+    return np.where(
+        x >= 0, 1 / (1 + np.exp(-np.abs(x))), np.exp(-np.abs(x)) / (1 + np.exp(-np.abs(x)))
+    )
 
 
 # --- exercise 1: BCE with logits --------------------------------------------
+
 
 def bce_right(logits, target, weight):
     w = 1.0 if weight is None else weight
@@ -38,13 +40,14 @@ def bce_weight_in_denominator(logits, target, weight):
 
 # --- exercise 2: focal loss -------------------------------------------------
 
+
 def focal_right(logits, target, gamma):
     N = len(target)
     p = celib.softmax(logits)
     rows = np.arange(N)
     p_t = p[rows, target]
     q = 1 - p_t
-    g = q ** gamma - gamma * p_t * q ** (gamma - 1) * np.log(p_t) if gamma else np.ones(N)
+    g = q**gamma - gamma * p_t * q ** (gamma - 1) * np.log(p_t) if gamma else np.ones(N)
     onehot = np.zeros_like(p)
     onehot[rows, target] = 1
     return g[:, None] * (p - onehot) / N
@@ -66,13 +69,14 @@ def focal_wrong_sign_of_extra_term(logits, target, gamma):
     rows = np.arange(N)
     p_t = p[rows, target]
     q = 1 - p_t
-    g = q ** gamma + gamma * p_t * q ** (gamma - 1) * np.log(p_t) if gamma else np.ones(N)
+    g = q**gamma + gamma * p_t * q ** (gamma - 1) * np.log(p_t) if gamma else np.ones(N)
     onehot = np.zeros_like(p)
     onehot[rows, target] = 1
     return g[:, None] * (p - onehot) / N
 
 
 # --- exercise 3: z-loss -----------------------------------------------------
+
 
 def z_right(logits, coef):
     return 2 * coef * celib.logsumexp(logits)[:, None] * celib.softmax(logits) / len(logits)
@@ -95,9 +99,10 @@ def z_naive_overflows(logits, coef):
 
 # --- exercise 4: soft-capping -------------------------------------------------
 
+
 def softcap_right(logits, target, cap):
     t = np.tanh(logits / cap)
-    return celib.cross_entropy_grad(cap * t, target) * (1 - t ** 2)
+    return celib.cross_entropy_grad(cap * t, target) * (1 - t**2)
 
 
 def softcap_no_chain_rule(logits, target, cap):
@@ -106,7 +111,7 @@ def softcap_no_chain_rule(logits, target, cap):
 
 def softcap_wrong_factor(logits, target, cap):
     t = np.tanh(logits / cap)
-    return celib.cross_entropy_grad(cap * t, target) * (1 - t ** 2) / cap
+    return celib.cross_entropy_grad(cap * t, target) * (1 - t**2) / cap
 
 
 def not_implemented(*args, **kwargs):
@@ -114,10 +119,16 @@ def not_implemented(*args, **kwargs):
 
 
 CHECKS = [
-    (ch10.check_bce_grad, bce_right,
-     [bce_sign_error, bce_missing_mean, bce_ignores_weight, bce_weight_in_denominator]),
-    (ch10.check_focal_grad, focal_right,
-     [focal_factor_held_constant, focal_wrong_sign_of_extra_term]),
+    (
+        ch10.check_bce_grad,
+        bce_right,
+        [bce_sign_error, bce_missing_mean, bce_ignores_weight, bce_weight_in_denominator],
+    ),
+    (
+        ch10.check_focal_grad,
+        focal_right,
+        [focal_factor_held_constant, focal_wrong_sign_of_extra_term],
+    ),
     (ch10.check_z_loss_grad, z_right, [z_missing_two, z_missing_mean, z_naive_overflows]),
     (ch10.check_softcap_ce_grad, softcap_right, [softcap_no_chain_rule, softcap_wrong_factor]),
 ]
@@ -151,15 +162,19 @@ def test_reports_an_unfinished_stub(check, capsys):
 @pytest.mark.parametrize("check,_r,_w", CHECKS)
 def test_accepts_the_library_itself_quietly(check, _r, _w, capsys):
     from celib import losses
+
     library = {
-        ch10.check_bce_grad: lambda logits, target, weight:
-            losses.binary_cross_entropy_with_logits_grad(logits, target, weight=weight),
-        ch10.check_focal_grad: lambda logits, target, gamma:
-            losses.focal_loss_grad(logits, target, gamma=gamma),
+        ch10.check_bce_grad: lambda logits, target, weight: (
+            losses.binary_cross_entropy_with_logits_grad(logits, target, weight=weight)
+        ),
+        ch10.check_focal_grad: lambda logits, target, gamma: losses.focal_loss_grad(
+            logits, target, gamma=gamma
+        ),
         ch10.check_z_loss_grad: lambda logits, coef: losses.z_loss_grad(logits, coef=coef),
-        ch10.check_softcap_ce_grad: lambda logits, target, cap:
+        ch10.check_softcap_ce_grad: lambda logits, target, cap: (
             celib.cross_entropy_grad(losses.softcap(logits, cap), target)
-            * losses.softcap_grad(logits, cap),
+            * losses.softcap_grad(logits, cap)
+        ),
     }[check]
     assert check(library, quiet=True).passed is True
     assert capsys.readouterr().out == ""

@@ -53,10 +53,16 @@ def _wrong(name):
 
 
 CHECKS = [
-    (ch12.check_combine_lse, combine_right,
-     [combine_naive, combine_mean_of_lse, _wrong("my_combine_lse")]),
-    (ch12.check_shard_grad, shard_right,
-     [shard_wraps_around, shard_no_mean, _wrong("my_shard_grad")]),
+    (
+        ch12.check_combine_lse,
+        combine_right,
+        [combine_naive, combine_mean_of_lse, _wrong("my_combine_lse")],
+    ),
+    (
+        ch12.check_shard_grad,
+        shard_right,
+        [shard_wraps_around, shard_no_mean, _wrong("my_shard_grad")],
+    ),
 ]
 
 

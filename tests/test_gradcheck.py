@@ -6,8 +6,8 @@ import pytest
 from celib import reference
 from celib.gradient_check import Comparison, compare, numerical_grad, relative_error
 
-
 # --- numerical_grad ---------------------------------------------------------
+
 
 def test_numerical_grad_matches_closed_form_of_cross_entropy():
     rng = np.random.default_rng(0)
@@ -20,7 +20,7 @@ def test_numerical_grad_matches_closed_form_of_cross_entropy():
 def test_numerical_grad_does_not_modify_x_and_keeps_shape():
     x = np.arange(6.0).reshape(2, 3)
     before = x.copy()
-    g = numerical_grad(lambda z: np.sum(z ** 2), x)
+    g = numerical_grad(lambda z: np.sum(z**2), x)
     np.testing.assert_array_equal(x, before)
     assert g.shape == x.shape and g.dtype == np.float64
     np.testing.assert_allclose(g, 2 * x, rtol=1e-8, atol=1e-8)
@@ -29,8 +29,8 @@ def test_numerical_grad_does_not_modify_x_and_keeps_shape():
 def test_numerical_grad_truncation_is_second_order():
     # f = x^3 at 1: the central difference is 3 + eps^2 exactly
     for eps in (1e-1, 1e-2):
-        g = numerical_grad(lambda z: np.sum(z ** 3), np.array([1.0]), eps=eps)
-        assert g[0] == pytest.approx(3 + eps ** 2, rel=1e-10)
+        g = numerical_grad(lambda z: np.sum(z**3), np.array([1.0]), eps=eps)
+        assert g[0] == pytest.approx(3 + eps**2, rel=1e-10)
 
 
 @pytest.mark.parametrize("eps", [0.0, -1e-6, np.inf, np.nan])
@@ -46,13 +46,16 @@ def test_numerical_grad_rejects_non_scalar_f():
 
 # --- relative_error ---------------------------------------------------------
 
+
 def test_relative_error_values():
     assert relative_error([1.0, 2.0], [1.0, 2.0]) == 0.0
     assert relative_error(np.zeros(3), np.zeros(3)) == 0.0
     assert relative_error([], []) == 0.0
     assert relative_error([3.0, 0.0], [1.0, 0.0]) == pytest.approx(2 / 3)
     # scale-free: the same relative change at any magnitude
-    assert relative_error([1e-8, 2e-8], [1e-8, 2.2e-8]) == pytest.approx(relative_error([1, 2], [1, 2.2]))
+    assert relative_error([1e-8, 2e-8], [1e-8, 2.2e-8]) == pytest.approx(
+        relative_error([1, 2], [1, 2.2])
+    )
     # a near-zero entry does not dominate
     assert relative_error([0.0, 1.0], [1e-12, 1.0]) == pytest.approx(1e-12)
     assert np.isnan(relative_error([np.nan, 1.0], [1.0, 1.0]))
@@ -71,6 +74,7 @@ def test_relative_error_shape_mismatch_names_both_shapes():
 
 # --- compare ----------------------------------------------------------------
 
+
 def test_compare_equal():
     a = np.arange(6.0).reshape(2, 3)
     r = compare(a, a.copy())
@@ -83,8 +87,8 @@ def test_compare_equal():
 def test_compare_close_reports_largest_differences_and_indices():
     expected = np.array([[1.0, 2.0, 4.0], [0.5, 8.0, 1.0]])
     actual = expected.copy()
-    actual[1, 1] += 4e-7           # the largest absolute difference
-    actual[1, 0] += 1e-7           # the largest relative difference: 2e-7
+    actual[1, 1] += 4e-7  # the largest absolute difference
+    actual[1, 0] += 1e-7  # the largest relative difference: 2e-7
     r = compare(actual, expected, rtol=1e-6)
     assert r.close and not r.equal
     assert r.max_abs_index == (1, 1) and r.max_abs_diff == pytest.approx(4e-7)

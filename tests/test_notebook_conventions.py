@@ -15,18 +15,21 @@ import sys
 import textwrap
 
 import pytest
-
 from book_helpers import ROOT, load_notebook, notebooks, output_text, source, tags
 
 NOTEBOOKS = notebooks()
 PARAMS = [pytest.param(p, id=p.relative_to(ROOT / "chapters").as_posix()) for p in NOTEBOOKS] or [
-    pytest.param(None, marks=pytest.mark.skip(reason="no chapter notebook in chapters/en or "
-                                                     "chapters/zh yet"))]
+    pytest.param(
+        None, marks=pytest.mark.skip(reason="no chapter notebook in chapters/en or chapters/zh yet")
+    )
+]
 
 # Characters that exist only in Simplified Chinese (the pre-stop hook's list, less 入, which
 # is the same in both scripts: 輸入).
-SIMPLIFIED = set("损数传计络层权类标签据实现动态习题练码图为这个们时对与样过还没说应该问发开关"
-                 "机会从两义种点边间长么读写输")
+SIMPLIFIED = set(
+    "损数传计络层权类标签据实现动态习题练码图为这个们时对与样过还没说应该问发开关"
+    "机会从两义种点边间长么读写输"
+)
 # Mainland terms written in Traditional characters (../shared/zh-style.md, right column).
 MAINLAND_TERMS = ["概率", "默認", "內存", "顯存", "鏈式法則", "歸一化", "接口", "代碼"]
 
@@ -38,8 +41,10 @@ def _colab_cell_from_contributing(lang):
     section = re.search(r"- Cell 2 .*?(?=\n- Cell 3)", text, re.S)
     assert section, "CONTRIBUTING.md no longer describes Cell 2 (the Colab cell)"
     blocks = re.findall(r"```python\n(.*?)\n\s*```", section.group(0), re.S)
-    assert len(blocks) == 2, ("CONTRIBUTING.md should show the Colab cell (Cell 2) twice, "
-                              "English then Chinese, each in a ```python block")
+    assert len(blocks) == 2, (
+        "CONTRIBUTING.md should show the Colab cell (Cell 2) twice, "
+        "English then Chinese, each in a ```python block"
+    )
     return textwrap.dedent(blocks[{"en": 0, "zh": 1}[lang]]).strip()
 
 
@@ -63,7 +68,8 @@ def test_first_three_cells(path):
     number = re.match(r"(\d+)_", path.name)
     if number:
         assert re.match(rf"# {int(number.group(1))}\. \S", title[0]), (
-            f"cell 1 must start with '# {int(number.group(1))}. Title', not {title[0]!r}")
+            f"cell 1 must start with '# {int(number.group(1))}. Title', not {title[0]!r}"
+        )
     else:
         assert re.match(r"# \S", title[0]), f"cell 1 must start with '# Title', not {title[0]!r}"
     link = {"en": "[繁體中文版]", "zh": "[English version]"}[lang] + f"(../{other}/{path.name})"
@@ -71,16 +77,24 @@ def test_first_three_cells(path):
 
     colab = cells[1]
     assert colab["cell_type"] == "code" and "colab-install" in tags(colab), (
-        "cell 2 must be the code cell tagged 'colab-install'")
+        "cell 2 must be the code cell tagged 'colab-install'"
+    )
     assert "remove-cell" in tags(colab), (
-        "cell 2 (the Colab cell) must also carry the tag 'remove-cell': the pages leave it out")
+        "cell 2 (the Colab cell) must also carry the tag 'remove-cell': the pages leave it out"
+    )
     assert source(colab).strip() == _colab_cell_from_contributing(lang), (
-        f"cell 2 must be exactly the {lang} Colab cell of CONTRIBUTING.md")
+        f"cell 2 must be exactly the {lang} Colab cell of CONTRIBUTING.md"
+    )
 
     setup = source(cells[2])
     assert cells[2]["cell_type"] == "code", "cell 3 must be the set-up code cell"
-    for line in ("import numpy as np", "import celib", "from celib.book import setup_notebook",
-                 f'LANG = "{lang}"', "setup_notebook(LANG)"):
+    for line in (
+        "import numpy as np",
+        "import celib",
+        "from celib.book import setup_notebook",
+        f'LANG = "{lang}"',
+        "setup_notebook(LANG)",
+    ):
         assert line in setup.splitlines(), f"the set-up cell (cell 3) lacks the line {line!r}"
 
 
@@ -109,33 +123,41 @@ def test_exercises_follow_the_five_cell_layout(path):
     module = None
     for k, i in enumerate(stubs, start=1):
         where = f"{path.name}, exercise {N}.{k}"
-        statement, stub, check, solution, sol_check = cells[i - 1:i + 4]
+        statement, stub, check, solution, sol_check = cells[i - 1 : i + 4]
         for cell, tag in zip((stub, check, solution, sol_check), EXERCISE_TAGS):
             assert cell["cell_type"] == "code" and tag in tags(cell), f"{where}: expected {tag}"
         lines = source(statement).splitlines()
         assert statement["cell_type"] == "markdown" and len(lines) > 2, where
         assert lines[0] == f"({lang}-ex-{N}-{k})=", f"{where}: the label line {lines[0]!r}"
         heading = {"en": f"### Exercise {N}.{k}: ", "zh": f"### 練習 {N}.{k}："}[lang]
-        assert lines[1].startswith(heading) and len(lines[1]) > len(heading), \
+        assert lines[1].startswith(heading) and len(lines[1]) > len(heading), (
             f"{where}: the heading must start with {heading!r}"
-        assert {"en": "**Precision:**", "zh": "**精度：**"}[lang] in source(statement), \
+        )
+        assert {"en": "**Precision:**", "zh": "**精度：**"}[lang] in source(statement), (
             f"{where}: the statement must state the precision asked for"
+        )
         m = re.match(r"def (my_\w+)\(", source(stub))
         assert m, f"{where}: the stub must define my_<name>(...)"
         name = m.group(1)
-        assert f'raise NotImplementedError("Exercise {N}.{k}: your code here")' in source(stub), where
+        assert f'raise NotImplementedError("Exercise {N}.{k}: your code here")' in source(stub), (
+            where
+        )
         call = f"ch{N:02d}.check_{name[3:]}({name})"
         body = [ln for ln in source(check).splitlines() if ln.strip()]
         allowed = {call, f"from celib.exercises import ch{N:02d}"}
-        assert body[-1] == call and set(body) <= allowed, \
+        assert body[-1] == call and set(body) <= allowed, (
             f"{where}: the check cell must be {call!r} (after the import, in the first one)"
+        )
         assert "exercise-solution" in tags(solution) and "hide-input" in tags(solution), where
-        assert solution.get("metadata", {}).get("jupyter", {}).get("source_hidden") is True, \
+        assert solution.get("metadata", {}).get("jupyter", {}).get("source_hidden") is True, (
             f"{where}: the solution cell needs metadata jupyter.source_hidden: true"
-        assert re.search(rf"^def {name}_solution\(", source(solution), re.M), \
+        )
+        assert re.search(rf"^def {name}_solution\(", source(solution), re.M), (
             f"{where}: the solution must define {name}_solution"
-        assert not re.search(rf"^def {name}\(", source(solution), re.M), \
+        )
+        assert not re.search(rf"^def {name}\(", source(solution), re.M), (
             f"{where}: the solution must not overwrite the learner's {name}"
+        )
         assert source(sol_check).strip() == f"ch{N:02d}.check_{name[3:]}({name}_solution)", where
         for cell in (check, sol_check):
             assert "lang-output" in tags(cell), f"{where}: check cells are tagged lang-output"
@@ -150,14 +172,20 @@ def test_exercises_follow_the_five_cell_layout(path):
 @pytest.mark.parametrize("path", PARAMS)
 def test_executed_in_order_with_outputs_stored(path):
     nb = load_notebook(path)
-    counts = [c.get("execution_count") for c in nb["cells"]
-              if c["cell_type"] == "code" and source(c).strip()]
+    counts = [
+        c.get("execution_count")
+        for c in nb["cells"]
+        if c["cell_type"] == "code" and source(c).strip()
+    ]
     never = [i for i, n in enumerate(counts, 1) if n is None]
-    assert not never, (f"{path.name}: code cells {never} were never executed; run "
-                       f".venv/bin/python tools/execute_notebooks.py {path.relative_to(ROOT)}")
+    assert not never, (
+        f"{path.name}: code cells {never} were never executed; run "
+        f".venv/bin/python tools/execute_notebooks.py {path.relative_to(ROOT)}"
+    )
     assert counts == list(range(1, len(counts) + 1)), (
         f"{path.name}: execution counts {counts} are not 1, 2, 3, ... : re-run the notebook "
-        f"top to bottom in a fresh kernel (tools/execute_notebooks.py)")
+        f"top to bottom in a fresh kernel (tools/execute_notebooks.py)"
+    )
 
 
 @pytest.mark.parametrize("path", PARAMS)
@@ -180,8 +208,11 @@ def _zh_prose(path):
 
 ZH_PAGES = [p for p in NOTEBOOKS if _lang(p) == "zh" and not _is_glossary(p)]
 ZH_PAGES += sorted((ROOT / "chapters" / "zh").glob("*.md"))
-ZH_PARAMS = [pytest.param(p, id=p.relative_to(ROOT / "chapters").as_posix()) for p in ZH_PAGES
-             if not _is_glossary(p)]
+ZH_PARAMS = [
+    pytest.param(p, id=p.relative_to(ROOT / "chapters").as_posix())
+    for p in ZH_PAGES
+    if not _is_glossary(p)
+]
 
 
 def _text(path):
@@ -197,15 +228,18 @@ def test_no_simplified_characters_in_zh_prose(path):
         if chars:
             bad[f"line {n}"] = f"{''.join(chars)}: {line.strip()[:60]}"
     assert not bad, f"Simplified characters in {path.name} (markdown):\n" + json.dumps(
-        bad, ensure_ascii=False, indent=1)
+        bad, ensure_ascii=False, indent=1
+    )
 
 
 @pytest.mark.parametrize("path", ZH_PARAMS)
 def test_taiwan_terms_in_zh_prose(path):
     text = _text(path)
     used = [t for t in MAINLAND_TERMS if t in text]
-    assert not used, (f"{path.name}: mainland terms {used}; use the Taiwan terms of "
-                      f"shared/zh-style.md (only the glossary lists both)")
+    assert not used, (
+        f"{path.name}: mainland terms {used}; use the Taiwan terms of "
+        f"shared/zh-style.md (only the glossary lists both)"
+    )
 
 
 def test_nbval_runs_kernels_in_the_notebook_folder(tmp_path):
@@ -222,9 +256,23 @@ def test_nbval_runs_kernels_in_the_notebook_folder(tmp_path):
     nb.cells = [cell]
     nbformat.write(nb, folder / "probe.ipynb")
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts=",
-         "--nbval", "--nbval-current-env", "chapter/probe.ipynb"],
-        cwd=tmp_path, capture_output=True, text=True)
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-o",
+            "addopts=",
+            "--nbval",
+            "--nbval-current-env",
+            "chapter/probe.ipynb",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
 
 
@@ -251,20 +299,22 @@ TYPED_NUMBER_ALLOWLIST = {
 }
 
 _NOT_PROSE = [
-    re.compile(r"\$\$.*?\$\$", re.S),                 # display equations
-    re.compile(r"```.*?```", re.S),                   # fenced blocks other than directives
-    re.compile(r"\{glue(?::\w+)?\}`[^`]*`"),          # glued values
+    re.compile(r"\$\$.*?\$\$", re.S),  # display equations
+    re.compile(r"```.*?```", re.S),  # fenced blocks other than directives
+    re.compile(r"\{glue(?::\w+)?\}`[^`]*`"),  # glued values
     re.compile(r"\{(?:cite|cite:p|cite:t|ref|numref|doc|eq)\}`[^`]*`"),
-    re.compile(r"``[^`]*``|`[^`\n]*`"),               # code spans
-    re.compile(r"\]\([^)]*\)"),                       # link targets
+    re.compile(r"``[^`]*``|`[^`\n]*`"),  # code spans
+    re.compile(r"\]\([^)]*\)"),  # link targets
     re.compile(r"https?://\S+"),
-    re.compile(r"^\([\w-]+\)=\s*$", re.M),            # labels
+    re.compile(r"^\([\w-]+\)=\s*$", re.M),  # labels
     re.compile(r"\b(?:arXiv:|doi:|DOI )\s*[\w./-]+"),
-    re.compile(r"\b\d+(?:\.\d+){2,}\b"),              # section and version numbers: 6.2.2
-    re.compile(r"(?:Exercise|Exercises|練習|Chapter|Section|section|節)\s*\d+\.\d+"),  # Exercise 10.1
-    re.compile(r"^#+\s*\d+\.\d+", re.M),               # numbered headings: ## 12.1 ...
-    re.compile(r"\d+\.\d+\s*節"),                      # 見 12.3 節 (a section number)
-    re.compile(r"\bPython\s+\d+\.\d+\+?"),            # the Python version required: Python 3.11+
+    re.compile(r"\b\d+(?:\.\d+){2,}\b"),  # section and version numbers: 6.2.2
+    re.compile(
+        r"(?:Exercise|Exercises|練習|Chapter|Section|section|節)\s*\d+\.\d+"
+    ),  # Exercise 10.1
+    re.compile(r"^#+\s*\d+\.\d+", re.M),  # numbered headings: ## 12.1 ...
+    re.compile(r"\d+\.\d+\s*節"),  # 見 12.3 節 (a section number)
+    re.compile(r"\bPython\s+\d+\.\d+\+?"),  # the Python version required: Python 3.11+
 ]
 _DIRECTIVE_FENCE = re.compile(r"^(```+|:::+)\{[\w-]+\}.*$", re.M)
 
@@ -275,7 +325,7 @@ def _significant_digits(decimal):
 
 def typed_result_numbers(markdown):
     """The result-like numbers typed in a markdown text, as (number, context) pairs."""
-    text = _DIRECTIVE_FENCE.sub("", markdown)      # keep the body of {warning}, {note} boxes
+    text = _DIRECTIVE_FENCE.sub("", markdown)  # keep the body of {warning}, {note} boxes
     text = re.sub(r"^(```+|:::+)\s*$", "", text, flags=re.M)
     for pattern in _NOT_PROSE:
         text = pattern.sub(" ", text)
@@ -283,45 +333,59 @@ def typed_result_numbers(markdown):
     for m in RESULT_DECIMAL.finditer(text):
         number = m.group(1)
         if _significant_digits(number) >= 3 and number not in TYPED_NUMBER_ALLOWLIST:
-            found.append((number, text[max(0, m.start() - 40):m.end() + 20]))
+            found.append((number, text[max(0, m.start() - 40) : m.end() + 20]))
     for m in E_NOTATION.finditer(text):
-        found.append((m.group(0), text[max(0, m.start() - 40):m.end() + 20]))
+        found.append((m.group(0), text[max(0, m.start() - 40) : m.end() + 20]))
     return [(n, " ".join(ctx.split())) for n, ctx in found]
 
 
-MARKDOWN_PAGES = list(NOTEBOOKS) + sorted(p for lang in ("en", "zh")
-                                          for p in (ROOT / "chapters" / lang).glob("*.md"))
-MARKDOWN_PARAMS = [pytest.param(p, id=p.relative_to(ROOT / "chapters").as_posix())
-                   for p in MARKDOWN_PAGES]
+MARKDOWN_PAGES = list(NOTEBOOKS) + sorted(
+    p for lang in ("en", "zh") for p in (ROOT / "chapters" / lang).glob("*.md")
+)
+MARKDOWN_PARAMS = [
+    pytest.param(p, id=p.relative_to(ROOT / "chapters").as_posix()) for p in MARKDOWN_PAGES
+]
 
 
 def _markdown_cells(path):
     if path.suffix == ".md":
         return [("page", path.read_text(encoding="utf-8"))]
     nb = load_notebook(path)
-    return [(f"cell {i}", source(c)) for i, c in enumerate(nb["cells"], 1)
-            if c["cell_type"] == "markdown"]
+    return [
+        (f"cell {i}", source(c))
+        for i, c in enumerate(nb["cells"], 1)
+        if c["cell_type"] == "markdown"
+    ]
 
 
 @pytest.mark.parametrize("path", MARKDOWN_PARAMS)
 def test_no_result_numbers_typed_in_prose(path):
-    bad = [f"{where}: {number!r} in ...{context}..."
-           for where, text in _markdown_cells(path)
-           for number, context in typed_result_numbers(text)]
+    bad = [
+        f"{where}: {number!r} in ...{context}..."
+        for where, text in _markdown_cells(path)
+        for number, context in typed_result_numbers(text)
+    ]
     assert not bad, (
         f"{path.relative_to(ROOT)}: result-like numbers typed in markdown; compute them in a "
         f"code cell, glue('chNN-name', f'{{value:.4f}}'), and write {{glue:text}}`chNN-name` "
         f"(or add an input or constant to TYPED_NUMBER_ALLOWLIST with its reason):\n"
-        + "\n".join(bad))
+        + "\n".join(bad)
+    )
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("the softmax is $(0.6652, 0.2447, 0.0900)$", ["0.6652", "0.2447", "0.0900"]),
-    ("overflows above about 88.72; about 1e-8 here", ["88.72", "1e-8"]),
-    ("about $2 \\times 10^{-8}$", ["2 \\times 10^"]),
-    ("logits (2.0, 1.0, 0.1), ε = 0.1, σ = 2.5, section 6.2.2, torch 2.13", []),
-    ("$$\nx = 0.6652\n$$\n`atol=1e-12` {glue:text}`ch02-p0` [a](https://x.org/v1.2.3/0.125)", []),
-    ("```{warning}\nthe value 0.6652 is typed\n```", ["0.6652"]),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("the softmax is $(0.6652, 0.2447, 0.0900)$", ["0.6652", "0.2447", "0.0900"]),
+        ("overflows above about 88.72; about 1e-8 here", ["88.72", "1e-8"]),
+        ("about $2 \\times 10^{-8}$", ["2 \\times 10^"]),
+        ("logits (2.0, 1.0, 0.1), ε = 0.1, σ = 2.5, section 6.2.2, torch 2.13", []),
+        (
+            "$$\nx = 0.6652\n$$\n`atol=1e-12` {glue:text}`ch02-p0` [a](https://x.org/v1.2.3/0.125)",
+            [],
+        ),
+        ("```{warning}\nthe value 0.6652 is typed\n```", ["0.6652"]),
+    ],
+)
 def test_typed_number_detector(text, expected):
     assert [n for n, _ in typed_result_numbers(text)] == expected

@@ -13,9 +13,17 @@ import re
 import tokenize
 
 import pytest
-
-from book_helpers import (ROOT, display_math, load_notebook, output_text, read_toc, source,
-                          source_file, tags, chapter_names)
+from book_helpers import (
+    ROOT,
+    chapter_names,
+    display_math,
+    load_notebook,
+    output_text,
+    read_toc,
+    source,
+    source_file,
+    tags,
+)
 
 CHAPTERS = chapter_names()
 LANG_LINE = re.compile(r"""^(\s*)LANG\s*=\s*["'](en|zh)["']\s*$""")
@@ -42,8 +50,11 @@ def normalise_code(code):
     """Code without comments, trailing spaces or blank lines; the LANG line and the Colab
     cell's chdir into chapters/<lang> made neutral."""
     try:
-        tokens = [t for t in tokenize.generate_tokens(io.StringIO(code).readline)
-                  if t.type != tokenize.COMMENT]
+        tokens = [
+            t
+            for t in tokenize.generate_tokens(io.StringIO(code).readline)
+            if t.type != tokenize.COMMENT
+        ]
         code = tokenize.untokenize(tokens)
     except (tokenize.TokenError, IndentationError, SyntaxError):
         code = "\n".join(re.sub(r"(^|\s)#.*$", "", line) for line in code.splitlines())
@@ -91,9 +102,17 @@ def normalise_outputs(cell):
                 out.append([kind, o["name"], output_text(o)])
         elif kind in ("execute_result", "display_data"):
             data = o.get("data", {})
-            out.append([kind, sorted(
-                (k, _clean("".join(v) if isinstance(v, list) else str(v)))
-                if not k.startswith("image/") else (k, "<image>") for k, v in data.items())])
+            out.append(
+                [
+                    kind,
+                    sorted(
+                        (k, _clean("".join(v) if isinstance(v, list) else str(v)))
+                        if not k.startswith("image/")
+                        else (k, "<image>")
+                        for k, v in data.items()
+                    ),
+                ]
+            )
         elif kind == "error":
             out.append([kind, o.get("ename"), _clean(o.get("evalue", ""))])
     for item in out:
@@ -128,7 +147,8 @@ def test_same_code(name):
     for i, (x, y) in _paired_code_cells(name, "code cells"):
         assert normalise_code(source(x)) == normalise_code(source(y)), (
             f"{name}: code cell {i} differs (comments and the LANG line aside)\n"
-            f"--- en\n{source(x)}\n--- zh\n{source(y)}")
+            f"--- en\n{source(x)}\n--- zh\n{source(y)}"
+        )
         assert tags(x) == tags(y), f"{name}: code cell {i} has tags {tags(x)} vs {tags(y)}"
 
 
@@ -140,7 +160,8 @@ def test_same_outputs(name):
         assert normalise_outputs(x) == normalise_outputs(y), (
             f"{name}: the stored outputs of code cell {i} differ (tag the cell 'lang-output' "
             f"if its output is meant to be in the reader's language)\n--- en\n"
-            f"{normalise_outputs(x)}\n--- zh\n{normalise_outputs(y)}")
+            f"{normalise_outputs(x)}\n--- zh\n{normalise_outputs(y)}"
+        )
 
 
 @pytest.mark.parametrize("name", CHAPTERS)
@@ -151,4 +172,5 @@ def test_same_display_equations(name):
         assert x == y, f"{name}: display equation {i} differs\n--- en\n{x}\n--- zh\n{y}"
     assert len(a) == len(b), (
         f"{name}: {len(a)} display equations in English, {len(b)} in Chinese; the extra ones: "
-        f"{(a[len(b):] or b[len(a):])[:3]}")
+        f"{(a[len(b) :] or b[len(a) :])[:3]}"
+    )

@@ -12,8 +12,10 @@ import pytest
 
 
 def test_import_celib_does_not_import_matplotlib_or_torch():
-    code = ("import sys, celib, celib.book; "
-            "print(sorted(m for m in ('matplotlib', 'torch') if m in sys.modules))")
+    code = (
+        "import sys, celib, celib.book; "
+        "print(sorted(m for m in ('matplotlib', 'torch') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout
 
@@ -49,7 +51,9 @@ def test_chinese_labels_draw_without_missing_glyphs():
         # the first font of the family list that has the glyph.
         paths = fontManager._find_fonts_by_props(FontProperties(family=families))
         charmaps = [(p, FT2Font(p).get_charmap()) for p in paths]
-        used = {ch: os.path.realpath(next(p for p, cmap in charmaps if ord(ch) in cmap))
-                for ch in "梯度g"}
+        used = {
+            ch: os.path.realpath(next(p for p, cmap in charmaps if ord(ch) in cmap))
+            for ch in "梯度g"
+        }
     assert used["梯"] == used["度"] == os.path.realpath(plotting.cjk_font_path())
     assert os.path.basename(used["g"]) == "DejaVuSans.ttf"

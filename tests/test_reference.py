@@ -33,13 +33,13 @@ torch = pytest.importorskip("torch")
 F = torch.nn.functional
 
 REDUCTIONS = ("none", "mean", "sum")
-EXAMPLES = settings(max_examples=300, deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow])
+EXAMPLES = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 # ---------------------------------------------------------------------------
 # the oracle: torch's forward and autograd, as NumPy arrays
 # ---------------------------------------------------------------------------
+
 
 def torch_cross_entropy(logits, target, *, dtype=None, grad_output=None, weight=None, **options):
     """Loss and dL/dlogits from torch (CPU), optionally recomputed in ``dtype``.
@@ -62,8 +62,17 @@ def torch_cross_entropy(logits, target, *, dtype=None, grad_output=None, weight=
     return loss.detach().numpy(), x.grad.numpy()
 
 
-def torch_oracle(logits, target, *, dtype, grad_output=None, weight=None, ignore_index=-100,
-                 reduction="mean", label_smoothing=0.0):
+def torch_oracle(
+    logits,
+    target,
+    *,
+    dtype,
+    grad_output=None,
+    weight=None,
+    ignore_index=-100,
+    reduction="mean",
+    label_smoothing=0.0,
+):
     """The true loss and gradient, computed by torch in ``dtype`` without torch's 0 * inf = NaN.
 
     Two rewrites, each exact: a -inf logit with a zero effective target becomes a finite
@@ -75,12 +84,16 @@ def torch_oracle(logits, target, *, dtype, grad_output=None, weight=None, ignore
     a = effective_target(logits, target, weight, ignore_index, label_smoothing)
     x = harmless_logits(logits, a)
     t = np.asarray(target)
-    if t.shape != x.shape and x.size:       # an ignored row of all -inf: any finite row will do
+    if t.shape != x.shape and x.size:  # an ignored row of all -inf: any finite row will do
         axis = 0 if x.ndim == 1 else 1
         dead = np.expand_dims((t == ignore_index) & np.all(np.isneginf(x), axis=axis), axis)
         x = np.where(dead, 0.0, x).astype(x.dtype)
-    options = dict(weight=weight, ignore_index=ignore_index, reduction=reduction,
-                   label_smoothing=label_smoothing)
+    options = dict(
+        weight=weight,
+        ignore_index=ignore_index,
+        reduction=reduction,
+        label_smoothing=label_smoothing,
+    )
     t = np.asarray(target)
     if t.shape == x.shape or label_smoothing != 1.0:
         return torch_cross_entropy(x, t, dtype=dtype, grad_output=grad_output, **options)
@@ -97,9 +110,15 @@ def torch_oracle(logits, target, *, dtype, grad_output=None, weight=None, ignore
         loss = per.sum()
     else:
         w_all = torch.ones(x.shape[axis], dtype=xt.dtype) if w is None else w
-        denominator = w_all[torch.from_numpy(np.where(t != ignore_index, t, 0).astype(np.int64))][keep].sum()
+        denominator = w_all[torch.from_numpy(np.where(t != ignore_index, t, 0).astype(np.int64))][
+            keep
+        ].sum()
         loss = per.sum() / denominator if denominator != 0 else per.sum() * np.nan
-    g = torch.ones_like(loss) if grad_output is None else torch.from_numpy(np.array(grad_output, dtype))
+    g = (
+        torch.ones_like(loss)
+        if grad_output is None
+        else torch.from_numpy(np.array(grad_output, dtype))
+    )
     loss.backward(g)
     return loss.detach().numpy(), xt.grad.numpy()
 
@@ -115,11 +134,11 @@ def effective_target(logits, target, weight, ignore_index, label_smoothing):
     wshape[axis] = C
     w_b = w.reshape(wshape)
     t = np.asarray(target)
-    if t.shape == x.shape:                                   # probabilities
+    if t.shape == x.shape:  # probabilities
         return ((1 - eps) * t.astype(np.float64) + eps / C) * w_b
     keep = t != ignore_index
     y = np.where(keep, t, 0)
-    onehot = np.moveaxis(np.eye(C)[y], -1, axis)            # shape of logits
+    onehot = np.moveaxis(np.eye(C)[y], -1, axis)  # shape of logits
     a = (1 - eps) * onehot * w_b + eps / C * w_b
     return a * np.expand_dims(keep, axis)
 
@@ -144,11 +163,20 @@ def assert_agrees(actual, expected, *, rtol, atol, what=""):
     actual, expected = np.asarray(actual), np.asarray(expected)
     assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
     np.testing.assert_array_equal(np.isnan(actual), np.isnan(expected), err_msg=f"{what}: NaN")
-    np.testing.assert_array_equal(np.isposinf(actual), np.isposinf(expected), err_msg=f"{what}: +inf")
-    np.testing.assert_array_equal(np.isneginf(actual), np.isneginf(expected), err_msg=f"{what}: -inf")
+    np.testing.assert_array_equal(
+        np.isposinf(actual), np.isposinf(expected), err_msg=f"{what}: +inf"
+    )
+    np.testing.assert_array_equal(
+        np.isneginf(actual), np.isneginf(expected), err_msg=f"{what}: -inf"
+    )
     finite = np.isfinite(expected)
-    np.testing.assert_allclose(actual[finite].astype(np.float64), expected[finite].astype(np.float64),
-                               rtol=rtol, atol=atol, err_msg=what)
+    np.testing.assert_allclose(
+        actual[finite].astype(np.float64),
+        expected[finite].astype(np.float64),
+        rtol=rtol,
+        atol=atol,
+        err_msg=what,
+    )
 
 
 def magnitudes(problem, expected_grad):
@@ -167,7 +195,11 @@ def magnitudes(problem, expected_grad):
     denominator = 1.0
     if problem["options"]["reduction"] == "mean":
         a = effective_target(x, problem["target"], w, problem["options"]["ignore_index"], 0.0)
-        denominator = a.sum() if np.shape(problem["target"]) != x.shape else a.size / max(1, a.shape[a.ndim > 1])
+        denominator = (
+            a.sum()
+            if np.shape(problem["target"]) != x.shape
+            else a.size / max(1, a.shape[a.ndim > 1])
+        )
         denominator = denominator or 1.0
     grad = np.abs(expected_grad[np.isfinite(expected_grad)])
     grad_mag = max(float(np.max(grad, initial=0.0)), (1 + wmax) * gmax / denominator)
@@ -177,6 +209,7 @@ def magnitudes(problem, expected_grad):
 # ---------------------------------------------------------------------------
 # random problems: shapes (edge shapes included), both target kinds, every option
 # ---------------------------------------------------------------------------
+
 
 @st.composite
 def problems(draw, dtype=np.float64, scales=(1.0, 10.0, 1e4), allow_masked=True, max_dim=4):
@@ -195,7 +228,7 @@ def problems(draw, dtype=np.float64, scales=(1.0, 10.0, 1e4), allow_masked=True,
     axis = 0 if len(shape) == 1 else 1
 
     x = rng.standard_normal(shape) * draw(st.sampled_from(scales))
-    if allow_masked and draw(st.booleans()):                 # masked classes
+    if allow_masked and draw(st.booleans()):  # masked classes
         x[rng.random(shape) < 0.3] = -np.inf
 
     weight = None
@@ -208,8 +241,9 @@ def problems(draw, dtype=np.float64, scales=(1.0, 10.0, 1e4), allow_masked=True,
     kind = draw(st.sampled_from(["indices", "probabilities"]))
     if kind == "indices":
         ignore_index = draw(st.sampled_from(["-100", "-1", "inside", "outside"]))
-        ignore_index = {"-100": -100, "-1": -1, "inside": int(rng.integers(C)),
-                        "outside": C + 3}[ignore_index]
+        ignore_index = {"-100": -100, "-1": -1, "inside": int(rng.integers(C)), "outside": C + 3}[
+            ignore_index
+        ]
         target = rng.integers(0, C, batch)
         ignored = rng.random(batch) < draw(st.sampled_from([0.0, 0.3, 1.0]))
         target = np.where(ignored, ignore_index, target).astype(np.int64)
@@ -217,7 +251,7 @@ def problems(draw, dtype=np.float64, scales=(1.0, 10.0, 1e4), allow_masked=True,
         ignore_index = draw(st.sampled_from([-100, -1, -7]))
         target = rng.random(shape)
         target[rng.random(shape) < 0.3] = 0.0
-        if draw(st.booleans()):                              # a distribution, or not
+        if draw(st.booleans()):  # a distribution, or not
             with np.errstate(invalid="ignore", divide="ignore"):
                 target = np.nan_to_num(target / target.sum(axis=axis, keepdims=True))
         target = target.astype(dtype)
@@ -264,19 +298,30 @@ def check_against_torch(problem, *, rtol, atol, rtol_same, atol_same):
     deviating = np.isnan(same_loss) & ~np.isnan(loss)
     if deviating.any():
         assert np.isneginf(x).any()
-    assert_agrees(loss[~deviating], same_loss[~deviating], rtol=rtol_same,
-                  atol=atol_same * loss_mag, what="loss vs torch")
-    deviating = np.isnan(same_grad) & ~np.isnan(grad)     # an ignored row of all -inf
+    assert_agrees(
+        loss[~deviating],
+        same_loss[~deviating],
+        rtol=rtol_same,
+        atol=atol_same * loss_mag,
+        what="loss vs torch",
+    )
+    deviating = np.isnan(same_grad) & ~np.isnan(grad)  # an ignored row of all -inf
     if deviating.any():
         assert np.isneginf(x).any() and np.all(grad[deviating] == 0)
-    if x.dtype != np.float16:   # torch float16 can flush a tiny gradient or overflow a big one
-        assert_agrees(grad[~deviating], same_grad[~deviating], rtol=rtol_same,
-                      atol=atol_same * grad_mag, what="grad vs torch")
+    if x.dtype != np.float16:  # torch float16 can flush a tiny gradient or overflow a big one
+        assert_agrees(
+            grad[~deviating],
+            same_grad[~deviating],
+            rtol=rtol_same,
+            atol=atol_same * grad_mag,
+            what="grad vs torch",
+        )
 
 
 # ---------------------------------------------------------------------------
 # properties
 # ---------------------------------------------------------------------------
+
 
 @EXAMPLES
 @given(problems(np.float64))
@@ -302,23 +347,32 @@ def test_gradient_agrees_with_finite_differences(problem):
     """cross_entropy_grad against celib.numerical_grad of cross_entropy, in float64."""
     x, t, g, opts = problem["logits"], problem["target"], problem["grad_output"], problem["options"]
     if g is None:
-        g = np.ones(x.shape[:1] + x.shape[2:] if x.ndim > 1 else ()) if opts["reduction"] == "none" \
+        g = (
+            np.ones(x.shape[:1] + x.shape[2:] if x.ndim > 1 else ())
+            if opts["reduction"] == "none"
             else np.array(1.0)
+        )
 
-    def objective(z):                              # J = sum(grad_output * L)
+    def objective(z):  # J = sum(grad_output * L)
         return np.sum(g * celib.cross_entropy(z, t, **opts))
 
     grad = celib.cross_entropy_grad(x, t, grad_output=g, **opts)
     numeric = celib.numerical_grad(objective, x, eps=1e-6)
-    if np.isnan(celib.cross_entropy(x, t, **opts)).any():   # mean over a total weight of 0
-        return                                     # (compared with torch above)
+    if np.isnan(celib.cross_entropy(x, t, **opts)).any():  # mean over a total weight of 0
+        return  # (compared with torch above)
     scale = 1 + np.max(np.abs(grad), initial=0.0)
-    np.testing.assert_allclose(grad, numeric, rtol=1e-6, atol=1e-7 * scale * (1 + np.abs(x).max(initial=0)))
+    np.testing.assert_allclose(
+        grad, numeric, rtol=1e-6, atol=1e-7 * scale * (1 + np.abs(x).max(initial=0))
+    )
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.integers(0, 2**32 - 1), st.sampled_from([np.float16, np.float32, np.float64]),
-       st.sampled_from([1.0, 1e4, 1e8, 1e30, 3e38]), st.integers(1, 6))
+@given(
+    st.integers(0, 2**32 - 1),
+    st.sampled_from([np.float16, np.float32, np.float64]),
+    st.sampled_from([1.0, 1e4, 1e8, 1e30, 3e38]),
+    st.integers(1, 6),
+)
 def test_softmax_family_stable_and_agrees_with_torch(seed, dtype, scale, C):
     """Finite input of any size (float32's maximum included): finite, torch's values."""
     rng = np.random.default_rng(seed)
@@ -326,15 +380,22 @@ def test_softmax_family_stable_and_agrees_with_torch(seed, dtype, scale, C):
     x = np.clip(rng.uniform(-1, 1, (3, C)) * scale, -limit, limit).astype(dtype)
     xt = torch.from_numpy(x.astype(np.float64))
     rtol = {np.float16: 2e-3, np.float32: 2e-6, np.float64: 1e-13}[dtype]
-    for ours, theirs in [(celib.softmax(x), torch.softmax(xt, -1)),
-                         (celib.log_softmax(x), torch.log_softmax(xt, -1)),
-                         (celib.logsumexp(x), torch.logsumexp(xt, -1))]:
+    for ours, theirs in [
+        (celib.softmax(x), torch.softmax(xt, -1)),
+        (celib.log_softmax(x), torch.log_softmax(xt, -1)),
+        (celib.logsumexp(x), torch.logsumexp(xt, -1)),
+    ]:
         assert ours.dtype == dtype
         with np.errstate(over="ignore"):
-            expected = theirs.numpy().astype(dtype)   # float64 truth, rounded to the dtype
+            expected = theirs.numpy().astype(dtype)  # float64 truth, rounded to the dtype
         # -inf only where the true value is below -max float (x - m overflows)
-        assert_agrees(ours, expected, rtol=rtol, atol=rtol * (1 + np.abs(x.astype(float)).max()),
-                      what=f"{dtype.__name__}")
+        assert_agrees(
+            ours,
+            expected,
+            rtol=rtol,
+            atol=rtol * (1 + np.abs(x.astype(float)).max()),
+            what=f"{dtype.__name__}",
+        )
     assert np.all(np.isfinite(celib.softmax(x)))
     assert np.all(np.isfinite(celib.logsumexp(x)))
 
@@ -343,9 +404,12 @@ def test_softmax_family_stable_and_agrees_with_torch(seed, dtype, scale, C):
 # named edge cases
 # ---------------------------------------------------------------------------
 
+
 def both(x, t, g=None, **options):
     """celib's loss and gradient."""
-    return celib.cross_entropy(x, t, **options), celib.cross_entropy_grad(x, t, grad_output=g, **options)
+    return celib.cross_entropy(x, t, **options), celib.cross_entropy_grad(
+        x, t, grad_output=g, **options
+    )
 
 
 def assert_matches_torch(x, t, g=None, *, rtol=1e-12, atol=1e-14, **options):
@@ -387,8 +451,13 @@ def test_empty_input(reduction, shape):
 def test_single_class(reduction):
     """C = 1: the loss is 0 for the only class (times its weight), the gradient 0."""
     x = RNG.standard_normal((3, 1, 2))
-    loss, grad = assert_matches_torch(x, np.zeros((3, 2), np.int64), reduction=reduction,
-                                      label_smoothing=0.3, weight=np.array([2.0]))
+    loss, grad = assert_matches_torch(
+        x,
+        np.zeros((3, 2), np.int64),
+        reduction=reduction,
+        label_smoothing=0.3,
+        weight=np.array([2.0]),
+    )
     assert np.all(grad == 0)
     assert_matches_torch(x, np.ones((3, 1, 2)), reduction=reduction)
 
@@ -398,8 +467,14 @@ def test_single_class(reduction):
 def test_ignore_index_inside_and_outside_the_classes(ignore_index, label_smoothing):
     t = np.array([ignore_index, 1, ignore_index, 3])
     for reduction in REDUCTIONS:
-        _, grad = assert_matches_torch(X, t, reduction=reduction, weight=W,
-                                       ignore_index=ignore_index, label_smoothing=label_smoothing)
+        _, grad = assert_matches_torch(
+            X,
+            t,
+            reduction=reduction,
+            weight=W,
+            ignore_index=ignore_index,
+            label_smoothing=label_smoothing,
+        )
         assert np.all(grad[[0, 2]] == 0)
 
 
@@ -436,8 +511,9 @@ def test_mean_over_zero_total_weight_is_nan(label_smoothing):
 @pytest.mark.parametrize("ignore_index", [-100, 1])
 @pytest.mark.parametrize("label_smoothing", [0.0, 0.25, 1.0])
 @pytest.mark.parametrize("reduction", REDUCTIONS)
-def test_label_smoothing_with_weight_and_ignore_index(kind, weight, ignore_index, label_smoothing,
-                                                      reduction):
+def test_label_smoothing_with_weight_and_ignore_index(
+    kind, weight, ignore_index, label_smoothing, reduction
+):
     x = RNG.standard_normal((3, 5, 2))
     if kind == "indices":
         t = np.array([[0, 1], [4, 1], [2, 3]])
@@ -446,8 +522,15 @@ def test_label_smoothing_with_weight_and_ignore_index(kind, weight, ignore_index
             pytest.skip("torch rejects ignore_index >= 0 with probabilities (tested with errors)")
         t = RNG.dirichlet(np.ones(5), (3, 2)).transpose(0, 2, 1)
     g = RNG.standard_normal((3, 2)) if reduction == "none" else np.array(0.7)
-    assert_matches_torch(x, t, g, weight=weight, ignore_index=ignore_index,
-                         label_smoothing=label_smoothing, reduction=reduction)
+    assert_matches_torch(
+        x,
+        t,
+        g,
+        weight=weight,
+        ignore_index=ignore_index,
+        label_smoothing=label_smoothing,
+        reduction=reduction,
+    )
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
@@ -460,7 +543,9 @@ def test_masked_classes(reduction):
     loss, _ = assert_matches_torch(x, np.array([3, 4, 2, 1]), reduction=reduction)
     assert np.isposinf(loss).any()
     # label smoothing puts eps / C on the masked class: +inf, as torch
-    loss, _ = assert_matches_torch(x, np.array([0, 4, 2, 1]), reduction=reduction, label_smoothing=0.1)
+    loss, _ = assert_matches_torch(
+        x, np.array([0, 4, 2, 1]), reduction=reduction, label_smoothing=0.1
+    )
     assert np.isposinf(loss).all()
 
 
@@ -471,19 +556,19 @@ def test_confident_rows_float32_gradient_is_accurate(margin):
     rng = np.random.default_rng(1)
     x = rng.standard_normal((64, 50)).astype(np.float32)
     y = rng.integers(0, 50, 64)
-    x[np.arange(64), y] += margin                            # 1 - p_y between 4e-5 and 1e-7
+    x[np.arange(64), y] += margin  # 1 - p_y between 4e-5 and 1e-7
     grad = celib.cross_entropy_grad(x, y, reduction="sum")
     true_loss, truth = torch_cross_entropy(x, y, dtype=np.float64, reduction="none")
     _, torch32 = torch_cross_entropy(x, y, reduction="sum")
     true_class = (np.arange(64), y)
-    assert np.all(-truth[true_class] < 1e-3)                 # p_y - 1
+    assert np.all(-truth[true_class] < 1e-3)  # p_y - 1
     np.testing.assert_allclose(grad[true_class], truth[true_class], rtol=1e-6)
     np.testing.assert_allclose(grad, truth, rtol=1e-6, atol=1e-12)
-    loss = celib.cross_entropy(x, y, reduction="none")     # -log p_y, near 0: also accurate
+    loss = celib.cross_entropy(x, y, reduction="none")  # -log p_y, near 0: also accurate
     np.testing.assert_allclose(loss, true_loss, rtol=1e-6)
     if margin == 20.0:
         torch_error = np.abs(torch32[true_class] / truth[true_class] - 1).max()
-        assert torch_error > 1e-3                            # why we compare with float64
+        assert torch_error > 1e-3  # why we compare with float64
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -499,8 +584,9 @@ def test_confident_rows_at_any_margin(dtype, margin):
     grad = celib.cross_entropy_grad(x, np.array([0]))
     rtol = 4 * np.finfo(dtype).eps
     np.testing.assert_allclose(grad[0, 0], exact, rtol=rtol)
-    np.testing.assert_allclose(grad[0, 1:], np.exp(-margin) / (1 + (C - 1) * np.exp(-margin)),
-                               rtol=rtol)
+    np.testing.assert_allclose(
+        grad[0, 1:], np.exp(-margin) / (1 + (C - 1) * np.exp(-margin)), rtol=rtol
+    )
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -512,7 +598,7 @@ def test_huge_logits(dtype, scale):
     ref_loss, ref_grad = torch_cross_entropy(x, t, dtype=np.float64, reduction="none")
     assert loss.dtype == grad.dtype == dtype
     assert np.all(np.isfinite(grad))
-    with np.errstate(over="ignore"):         # 4.5e38 is +inf in float32
+    with np.errstate(over="ignore"):  # 4.5e38 is +inf in float32
         np.testing.assert_allclose(loss, ref_loss.astype(dtype), rtol=1e-6)
     np.testing.assert_allclose(grad, ref_grad, rtol=1e-6, atol=1e-30)
 
@@ -522,8 +608,9 @@ def test_output_dtype_is_input_dtype(dtype):
     x = X.astype(dtype)
     for reduction in REDUCTIONS:
         loss, grad = both(x, Y, reduction=reduction, weight=W.astype(dtype), label_smoothing=0.1)
-        ref_loss, ref_grad = torch_cross_entropy(x, Y, reduction=reduction, weight=W.astype(dtype),
-                                                 label_smoothing=0.1)
+        ref_loss, ref_grad = torch_cross_entropy(
+            x, Y, reduction=reduction, weight=W.astype(dtype), label_smoothing=0.1
+        )
         assert loss.dtype == grad.dtype == ref_loss.dtype == ref_grad.dtype == dtype
         assert loss.shape == ref_loss.shape
 
@@ -542,6 +629,7 @@ def test_float16_is_computed_in_float32():
 # Each test asserts what torch does today too, so that a torch release that changes it
 # shows up here and the book's page can be updated.
 
+
 def test_deviation_probability_zero_on_masked_class():
     """Probability target 0 on a -inf logit: torch NaN (0 * inf), celib the finite loss."""
     x = np.array([[2.0, -np.inf, 0.5]])
@@ -551,7 +639,7 @@ def test_deviation_probability_zero_on_masked_class():
     assert np.isnan(torch_loss)
     lse = np.log(np.exp(2.0) + np.exp(0.5))
     assert np.isclose(loss, 0.7 * (lse - 2.0) + 0.3 * (lse - 0.5))
-    np.testing.assert_allclose(grad, torch_grad, rtol=1e-12)      # torch's gradient is right
+    np.testing.assert_allclose(grad, torch_grad, rtol=1e-12)  # torch's gradient is right
 
 
 def test_deviation_full_label_smoothing_on_masked_target():
@@ -562,15 +650,18 @@ def test_deviation_full_label_smoothing_on_masked_target():
     t = np.array([1])
     w = np.array([1.0, 0.0, 2.0])
     loss, grad = both(x, t, weight=w, label_smoothing=1.0, reduction="sum")
-    torch_loss, torch_grad = torch_cross_entropy(x, t, weight=w, label_smoothing=1.0, reduction="sum")
+    torch_loss, torch_grad = torch_cross_entropy(
+        x, t, weight=w, label_smoothing=1.0, reduction="sum"
+    )
     assert np.isnan(torch_loss)
     lse = np.log(np.exp(2.0) + np.exp(0.5))
     assert np.isclose(loss, (1 * (lse - 2.0) + 2 * (lse - 0.5)) / 3)
     np.testing.assert_allclose(grad, torch_grad, rtol=1e-12)
     # without a weight the masked class carries 1/C of the target: +inf, where torch says NaN
     loss, _ = both(x, t, label_smoothing=1.0, reduction="sum")
-    assert np.isposinf(loss) and np.isnan(torch_cross_entropy(x, t, label_smoothing=1.0,
-                                                               reduction="sum")[0])
+    assert np.isposinf(loss) and np.isnan(
+        torch_cross_entropy(x, t, label_smoothing=1.0, reduction="sum")[0]
+    )
 
 
 def test_deviation_smoothing_with_zero_weight_on_masked_class():
@@ -597,8 +688,11 @@ def test_deviation_zero_weight_on_masked_target():
     assert np.isclose(loss[1], torch_loss[1])
 
 
-@pytest.mark.parametrize("row", [[-np.inf, -np.inf, -np.inf], [np.nan, 0.0, 1.0],
-                                 [np.inf, 0.0, 1.0]], ids=["all_masked", "nan", "plus_inf"])
+@pytest.mark.parametrize(
+    "row",
+    [[-np.inf, -np.inf, -np.inf], [np.nan, 0.0, 1.0], [np.inf, 0.0, 1.0]],
+    ids=["all_masked", "nan", "plus_inf"],
+)
 def test_deviation_ignored_row_without_softmax(row):
     """An ignored element whose softmax is undefined (all -inf logits: a fully masked padding
     position; a NaN or a +inf logit): torch's gradient is NaN on that row (0 times the NaN
@@ -635,7 +729,9 @@ def test_deviation_float16_grad_output_beyond_float16_range():
     grad = celib.cross_entropy_grad(x, t, grad_output=np.array(1e6))
     exact = celib.cross_entropy_grad(x.astype(np.float64), t, grad_output=np.array(1e6))
     assert grad.dtype == np.float16
-    assert np.isnan(torch_grad[0, 0]) and np.isnan(torch_grad[1, 2]) and np.isposinf(torch_grad[0, 1])
+    assert (
+        np.isnan(torch_grad[0, 0]) and np.isnan(torch_grad[1, 2]) and np.isposinf(torch_grad[0, 1])
+    )
     assert np.isneginf(grad[0, 0]) and np.isneginf(grad[1, 2])
     assert grad[0, 1] == exact[0, 1].astype(np.float16) == np.float16(49824)
     with np.errstate(over="ignore"):
@@ -662,12 +758,14 @@ def test_deviation_huge_weights_with_label_smoothing():
     x, t = np.array([[2.0, 0.0, 0.5, 1.0, -1.0], [0.0, 1.0, 2.0, 3.0, 4.0]]), np.array([0, 3])
     w = np.full(5, 1e308)
     loss, grad = both(x, t, weight=w, label_smoothing=0.2, reduction="none")
-    torch_loss, torch_grad = torch_cross_entropy(x, t, weight=w, label_smoothing=0.2, reduction="none")
+    torch_loss, torch_grad = torch_cross_entropy(
+        x, t, weight=w, label_smoothing=0.2, reduction="none"
+    )
     assert np.all(np.isposinf(torch_loss))
     expected = 1e308 * celib.cross_entropy(x, t, label_smoothing=0.2, reduction="none")
     assert np.all(np.isfinite(loss)) and loss[1] > 1.6e308
     np.testing.assert_allclose(loss, expected, rtol=1e-14)
-    np.testing.assert_allclose(grad, torch_grad, rtol=1e-12)      # torch's gradient is right
+    np.testing.assert_allclose(grad, torch_grad, rtol=1e-12)  # torch's gradient is right
 
 
 def test_deviation_weights_that_cancel_in_the_mean():
@@ -703,15 +801,20 @@ def test_deviation_negative_label_smoothing_is_an_error():
 # softmax family, Jacobian, finite differences
 # ---------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("axis", [0, 1, -1])
 def test_softmax_family_axis(axis):
     x = RNG.standard_normal((3, 4, 2))
     xt = torch.from_numpy(x)
-    np.testing.assert_allclose(celib.softmax(x, axis=axis), torch.softmax(xt, axis).numpy(), rtol=1e-13)
-    np.testing.assert_allclose(celib.log_softmax(x, axis=axis), torch.log_softmax(xt, axis).numpy(),
-                               rtol=1e-13)
-    np.testing.assert_allclose(celib.logsumexp(x, axis=axis), torch.logsumexp(xt, axis).numpy(),
-                               rtol=1e-13)
+    np.testing.assert_allclose(
+        celib.softmax(x, axis=axis), torch.softmax(xt, axis).numpy(), rtol=1e-13
+    )
+    np.testing.assert_allclose(
+        celib.log_softmax(x, axis=axis), torch.log_softmax(xt, axis).numpy(), rtol=1e-13
+    )
+    np.testing.assert_allclose(
+        celib.logsumexp(x, axis=axis), torch.logsumexp(xt, axis).numpy(), rtol=1e-13
+    )
 
 
 def test_softmax_family_with_masks():
@@ -726,12 +829,17 @@ def test_softmax_family_with_masks():
 def test_softmax_jacobian(dtype):
     x = RNG.standard_normal(5).astype(dtype)
     J = celib.softmax_jacobian(x)
-    expected = torch.autograd.functional.jacobian(lambda z: torch.softmax(z, 0),
-                                                  torch.from_numpy(x.astype(np.float64))).numpy()
+    expected = torch.autograd.functional.jacobian(
+        lambda z: torch.softmax(z, 0), torch.from_numpy(x.astype(np.float64))
+    ).numpy()
     assert J.dtype == dtype and J.shape == (5, 5)
     np.testing.assert_allclose(J, expected, rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-7)
-    np.testing.assert_allclose(np.arange(5.0) @ J, celib.numerical_grad(
-        lambda z: celib.softmax(z) @ np.arange(5.0), x.astype(np.float64)), rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(
+        np.arange(5.0) @ J,
+        celib.numerical_grad(lambda z: celib.softmax(z) @ np.arange(5.0), x.astype(np.float64)),
+        rtol=1e-4,
+        atol=1e-7,
+    )
 
 
 def test_numerical_grad_of_cross_entropy_float64():
@@ -739,12 +847,15 @@ def test_numerical_grad_of_cross_entropy_float64():
     t = np.array([[0, 3], [1, -100], [2, 2]])
     options = dict(weight=np.array([1.0, 0.5, 2.0, 0.0]), label_smoothing=0.2)
     numeric = celib.numerical_grad(lambda z: celib.cross_entropy(z, t, **options), x)
-    np.testing.assert_allclose(celib.cross_entropy_grad(x, t, **options), numeric, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(
+        celib.cross_entropy_grad(x, t, **options), numeric, rtol=1e-6, atol=1e-9
+    )
 
 
 # ---------------------------------------------------------------------------
 # cross_entropy_and_grad: one softmax pass, bit-identical to the two calls
 # ---------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 @pytest.mark.parametrize("kind", ["indices", "probabilities"])
@@ -772,8 +883,8 @@ def test_large_logits_in_parallel_equal_one_thread(monkeypatch):
     from celib import reference
 
     rng = np.random.default_rng(11)
-    x = (rng.standard_normal((257, 16411)) * 4).astype(np.float32)   # > 2^22 elements
-    x[3, :] = -np.inf                                                 # a row with no softmax
+    x = (rng.standard_normal((257, 16411)) * 4).astype(np.float32)  # > 2^22 elements
+    x[3, :] = -np.inf  # a row with no softmax
     y = rng.integers(0, 16411, 257)
     y[5] = -100
     assert x.size >= reference._PARALLEL_MIN_ELEMENTS

@@ -35,7 +35,7 @@ def test_class_index_out_of_range_in_a_map(f):
     t[1, 2] = 3
     with pytest.raises(IndexError, match=r"target 3 at position \(1, 2\).*3 classes"):
         f(x, t)
-    f(x, np.where(t == 3, 3, t), ignore_index=3)   # the same value, ignored: fine
+    f(x, np.where(t == 3, 3, t), ignore_index=3)  # the same value, ignored: fine
 
 
 @pytest.mark.parametrize("f", FUNCTIONS)
@@ -52,8 +52,10 @@ def test_mismatched_weight_shape_names_both_shapes(f):
         f(X, Y, weight=np.ones(4))
 
 
-@pytest.mark.parametrize("reduction, g", [("mean", np.ones(4)), ("sum", np.ones(1)),
-                                          ("none", np.ones(3)), ("none", np.array(1.0))])
+@pytest.mark.parametrize(
+    "reduction, g",
+    [("mean", np.ones(4)), ("sum", np.ones(1)), ("none", np.ones(3)), ("none", np.array(1.0))],
+)
 def test_mismatched_grad_output_names_both_shapes(reduction, g):
     expected = "()" if reduction != "none" else "(4,)"
     with pytest.raises(ValueError, match=re.escape(str(g.shape)) + ".*" + re.escape(expected)):
@@ -66,7 +68,7 @@ def test_non_integer_class_targets(f):
         f(X, Y.astype(np.float64))
     with pytest.raises(TypeError, match="bool"):
         f(X, Y > 1)
-    with pytest.raises(TypeError, match="int64"):            # logits' shape: probabilities
+    with pytest.raises(TypeError, match="int64"):  # logits' shape: probabilities
         f(X, np.zeros((4, 5), np.int64))
 
 
@@ -97,7 +99,7 @@ def test_label_smoothing_outside_zero_one(f, eps):
 def test_probability_targets_reject_nonnegative_ignore_index(f, ignore_index):
     with pytest.raises(ValueError, match=f"ignore_index={ignore_index}"):
         f(X, Q, ignore_index=ignore_index)
-    f(X, Q, ignore_index=-1)                                 # negative: accepted, as torch
+    f(X, Q, ignore_index=-1)  # negative: accepted, as torch
 
 
 def test_softmax_jacobian_wants_a_vector():
@@ -114,6 +116,7 @@ def test_numerical_grad_bad_step():
 # the caller's arrays are never modified
 # ---------------------------------------------------------------------------
 
+
 def _read_only(a):
     a = np.array(a)
     a.flags.writeable = False
@@ -127,8 +130,11 @@ def test_inputs_are_not_modified_and_may_be_read_only(dtype, kind, reduction):
     rng = np.random.default_rng(1)
     x = rng.standard_normal((3, 4, 2)).astype(dtype)
     x[0, 1, 0] = -np.inf
-    t = np.array([[0, 3], [-100, 2], [1, 1]]) if kind == "indices" else \
-        rng.dirichlet(np.ones(4), (3, 2)).transpose(0, 2, 1).astype(dtype)
+    t = (
+        np.array([[0, 3], [-100, 2], [1, 1]])
+        if kind == "indices"
+        else rng.dirichlet(np.ones(4), (3, 2)).transpose(0, 2, 1).astype(dtype)
+    )
     w = np.array([1.0, 0.5, 0.0, 2.0], dtype)
     g = rng.standard_normal((3, 2)).astype(dtype) if reduction == "none" else np.array(0.5, dtype)
     ignore_index = -100 if kind == "indices" else -1
@@ -136,18 +142,23 @@ def test_inputs_are_not_modified_and_may_be_read_only(dtype, kind, reduction):
     saved = {k: v.copy() for k, v in inputs.items()}
     frozen = {k: _read_only(v) for k, v in inputs.items()}
     for arrays in (inputs, frozen):
-        options = dict(weight=arrays["w"], ignore_index=ignore_index, reduction=reduction,
-                       label_smoothing=0.1)
+        options = dict(
+            weight=arrays["w"], ignore_index=ignore_index, reduction=reduction, label_smoothing=0.1
+        )
         loss = celib.cross_entropy(arrays["x"], arrays["t"], **options)
-        grad = celib.cross_entropy_grad(arrays["x"], arrays["t"], grad_output=arrays["g"], **options)
+        grad = celib.cross_entropy_grad(
+            arrays["x"], arrays["t"], grad_output=arrays["g"], **options
+        )
         assert not np.shares_memory(grad, arrays["x"])
-        grad[...] = 0                                        # the result is the caller's to write
+        grad[...] = 0  # the result is the caller's to write
         for k, v in arrays.items():
             np.testing.assert_array_equal(v, saved[k], err_msg=k)
         del loss
 
 
-@pytest.mark.parametrize("f", [celib.softmax, celib.log_softmax, celib.logsumexp, celib.softmax_jacobian])
+@pytest.mark.parametrize(
+    "f", [celib.softmax, celib.log_softmax, celib.logsumexp, celib.softmax_jacobian]
+)
 def test_softmax_family_does_not_modify_input(f):
     x = _read_only(np.array([3.0, -np.inf, 1.0, 1e30], np.float32))
     saved = x.copy()

@@ -27,7 +27,11 @@ TARGET = re.compile(r"\s*(?:\{[^{}]*\})?\s*([^{}\s,]+)\s*(?:\{[^{}]*\})?\s*")
 
 def bib_keys():
     text = BIB.read_text(encoding="utf-8")
-    return [key for kind, key in ENTRY.findall(text) if kind.lower() not in ("comment", "string", "preamble")]
+    return [
+        key
+        for kind, key in ENTRY.findall(text)
+        if kind.lower() not in ("comment", "string", "preamble")
+    ]
 
 
 def markdown_texts(lang):
@@ -63,11 +67,15 @@ def test_no_key_is_defined_twice():
 def test_every_entry_is_cited_and_every_citation_is_an_entry(lang, prefix):
     cited = cited_keys(lang)
     wrong_prefix = {k: w for k, w in cited.items() if k.startswith("zh-") != (prefix == "zh-")}
-    assert not wrong_prefix, f"{lang} edition: citation keys must {'' if prefix else 'not '}start with 'zh-': {wrong_prefix}"
+    assert not wrong_prefix, (
+        f"{lang} edition: citation keys must {'' if prefix else 'not '}start with 'zh-': {wrong_prefix}"
+    )
     keys = {k.removeprefix(prefix) for k in cited}
     entries = set(bib_keys())
     assert not keys - entries, f"{lang}: cited but not in references.bib: {sorted(keys - entries)}"
-    assert not entries - keys, f"{lang}: in references.bib but cited nowhere: {sorted(entries - keys)}"
+    assert not entries - keys, (
+        f"{lang}: in references.bib but cited nowhere: {sorted(entries - keys)}"
+    )
 
 
 @pytest.mark.parametrize("lang, option", [("en", None), ("zh", ":keyprefix: zh-")])

@@ -20,9 +20,12 @@ from celib import triton_kernels  # noqa: E402
 from celib.torch_ops import cross_entropy  # noqa: E402
 
 if type(triton_kernels._cross_entropy_kernel).__name__ != "InterpretedFunction":
-    pytest.skip("triton (or celib.triton_kernels) was imported before TRITON_INTERPRET=1 was "
-                f"set in this process (triton imported first: {_TRITON_WAS_IMPORTED}); run this "
-                "file on its own: pytest tests/test_triton_adversarial.py", allow_module_level=True)
+    pytest.skip(
+        "triton (or celib.triton_kernels) was imported before TRITON_INTERPRET=1 was "
+        f"set in this process (triton imported first: {_TRITON_WAS_IMPORTED}); run this "
+        "file on its own: pytest tests/test_triton_adversarial.py",
+        allow_module_level=True,
+    )
 
 F = torch.nn.functional
 
@@ -56,8 +59,9 @@ def test_positive_inf_logit_on_another_class_gives_nan():
     loss.sum().backward()
     assert torch.isnan(loss[0]) and torch.isfinite(loss[1])
     assert torch.isnan(x.grad[0]).all() and torch.isfinite(x.grad[1]).all()
-    torch.testing.assert_close(loss, F.cross_entropy(x, y, reduction="none", label_smoothing=0.1),
-                               equal_nan=True)
+    torch.testing.assert_close(
+        loss, F.cross_entropy(x, y, reduction="none", label_smoothing=0.1), equal_nan=True
+    )
 
 
 def test_create_graph_is_refused_not_silent():
@@ -105,8 +109,9 @@ def test_inplace_backward_when_another_op_saved_the_logits_raises():
     """tanh saves its output for backward; overwriting it must be caught by autograd."""
     z = torch.randn(4, 7, requires_grad=True)
     logits = torch.tanh(z)
-    loss = cross_entropy(logits, torch.tensor([0, 1, 2, 3]), backend="triton",
-                         inplace_backward=True)
+    loss = cross_entropy(
+        logits, torch.tensor([0, 1, 2, 3]), backend="triton", inplace_backward=True
+    )
     with pytest.raises(RuntimeError, match="modified by an inplace operation"):
         loss.backward()
 
@@ -115,13 +120,18 @@ def test_inplace_backward_when_another_op_saved_the_logits_raises():
 # issue 11, items 2 and 4 (the Triton backend)
 # ---------------------------------------------------------------------------
 
+
 def _reference(x, y, **kw):
     import numpy as np  # noqa: F401  (the reference is NumPy's)
+
     from celib import reference
+
     np_kw = {k: (v.double().numpy() if isinstance(v, torch.Tensor) else v) for k, v in kw.items()}
     xr, yr = x.double().numpy(), y.numpy()
-    return (torch.from_numpy(reference.cross_entropy(xr, yr, **np_kw)),
-            torch.from_numpy(reference.cross_entropy_grad(xr, yr, **np_kw)))
+    return (
+        torch.from_numpy(reference.cross_entropy(xr, yr, **np_kw)),
+        torch.from_numpy(reference.cross_entropy_grad(xr, yr, **np_kw)),
+    )
 
 
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")

@@ -22,14 +22,19 @@ pytest.importorskip("triton", reason="the Triton backend needs triton")
 if DEVICE == "cuda" and not torch.cuda.is_available():
     pytest.skip("CELIB_TEST_DEVICE=cuda but torch sees no CUDA device", allow_module_level=True)
 
-from celib import reference  # noqa: E402
-from celib import triton_kernels  # noqa: E402
+from celib import (
+    reference,  # noqa: E402
+    triton_kernels,  # noqa: E402
+)
 from celib.torch_ops import cross_entropy  # noqa: E402
 
 if DEVICE == "cpu" and type(triton_kernels._cross_entropy_kernel).__name__ != "InterpretedFunction":
-    pytest.skip("celib.triton_kernels was imported before TRITON_INTERPRET=1 was set in this "
-                "process, so its kernel is compiled for a GPU this machine lacks; run this file "
-                "on its own (pytest tests/test_triton_kernel.py)", allow_module_level=True)
+    pytest.skip(
+        "celib.triton_kernels was imported before TRITON_INTERPRET=1 was set in this "
+        "process, so its kernel is compiled for a GPU this machine lacks; run this file "
+        "on its own (pytest tests/test_triton_kernel.py)",
+        allow_module_level=True,
+    )
 
 INTERPRETED = DEVICE == "cpu"
 F = torch.nn.functional
@@ -37,8 +42,12 @@ F = torch.nn.functional
 DTYPES = [
     torch.float32,
     torch.float16,
-    pytest.param(torch.bfloat16, marks=pytest.mark.skipif(
-        INTERPRETED, reason="Triton's interpreter has no bfloat16 arithmetic; runs on a GPU")),
+    pytest.param(
+        torch.bfloat16,
+        marks=pytest.mark.skipif(
+            INTERPRETED, reason="Triton's interpreter has no bfloat16 arithmetic; runs on a GPU"
+        ),
+    ),
 ]
 TOL = {torch.float32: 2e-6, torch.float16: 2e-3, torch.bfloat16: 1.6e-2}
 
@@ -61,8 +70,9 @@ def _check_against_torch_backend_and_reference(x, y, grad_output=None, **kw):
     torch.testing.assert_close(loss.float(), loss_t.float(), rtol=tol, atol=tol, equal_nan=True)
     torch.testing.assert_close(grad.float(), grad_t.float(), rtol=tol, atol=tol, equal_nan=True)
     # the reference, in float64 on the rounded inputs
-    np_kw = {k: (v.double().cpu().numpy() if isinstance(v, torch.Tensor) else v)
-             for k, v in kw.items()}
+    np_kw = {
+        k: (v.double().cpu().numpy() if isinstance(v, torch.Tensor) else v) for k, v in kw.items()
+    }
     xr, yr = x.double().cpu().numpy(), y.cpu().numpy()
     go = None if grad_output is None else grad_output.to(dtype).double().cpu().numpy()
     ref = reference.cross_entropy(xr, yr, **np_kw)
@@ -101,8 +111,9 @@ def test_weight_and_label_smoothing(dtype, reduction, eps):
     w[7] = 0.0
     y[0] = 7  # a target whose class weight is 0
     g = torch.randn((5,) if reduction == "none" else (), generator=gen).to(DEVICE)
-    _check_against_torch_backend_and_reference(x, y, g, weight=w, reduction=reduction,
-                                               label_smoothing=eps)
+    _check_against_torch_backend_and_reference(
+        x, y, g, weight=w, reduction=reduction, label_smoothing=eps
+    )
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -136,17 +147,22 @@ def test_all_rows_ignored():
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # the interpreter's
 # numpy evaluates masked lanes too (-inf - -inf); the compiled kernel has no such warning
 def test_minus_inf_logits():
-    x = torch.tensor([[0.0, -np.inf, 2.0, 1.0],
-                      [-np.inf, -np.inf, -np.inf, -np.inf],     # ignored
-                      [-np.inf, 3.0, -np.inf, -np.inf]]).to(DEVICE)
+    x = torch.tensor(
+        [
+            [0.0, -np.inf, 2.0, 1.0],
+            [-np.inf, -np.inf, -np.inf, -np.inf],  # ignored
+            [-np.inf, 3.0, -np.inf, -np.inf],
+        ]
+    ).to(DEVICE)
     y = torch.tensor([2, -100, 1]).to(DEVICE)
     w = torch.tensor([1.0, 0.0, 1.0, 2.0]).to(DEVICE)
     for kw in [dict(), dict(weight=w, label_smoothing=0.3)]:
         loss, grad = _run(x, y, "triton", reduction="none", **kw)
         np_kw = {k: (v.cpu().numpy() if isinstance(v, torch.Tensor) else v) for k, v in kw.items()}
         ref = reference.cross_entropy(x.cpu().numpy(), y.cpu().numpy(), reduction="none", **np_kw)
-        ref_grad = reference.cross_entropy_grad(x.cpu().numpy(), y.cpu().numpy(),
-                                                reduction="none", **np_kw)
+        ref_grad = reference.cross_entropy_grad(
+            x.cpu().numpy(), y.cpu().numpy(), reduction="none", **np_kw
+        )
         np.testing.assert_allclose(loss.cpu().numpy(), ref, rtol=1e-6)
         np.testing.assert_allclose(grad.cpu().numpy(), ref_grad, rtol=1e-6, atol=1e-7)
         assert torch.equal(grad[1], torch.zeros(4, device=DEVICE))
@@ -166,7 +182,7 @@ def test_confident_rows_true_class_gradient(C):
     gen = torch.Generator().manual_seed(7)
     x = torch.randn(3, C, generator=gen) - 4.0
     y = torch.tensor([0, C // 2, C - 1])
-    x[torch.arange(3), y] = torch.tensor([30.0, 25.0, 40.0])   # p_y within 1e-9 of 1
+    x[torch.arange(3), y] = torch.tensor([30.0, 25.0, 40.0])  # p_y within 1e-9 of 1
     loss, grad = _run(x.to(DEVICE), y.to(DEVICE), "triton", reduction="sum")
     for n in range(3):
         exact = _true_class_grad64(x[n].double().numpy(), int(y[n]))
@@ -190,16 +206,16 @@ def test_callers_tensors_unchanged():
 def test_inplace_backward_overwrites_logits_and_says_so():
     x, y = _problem(4, 70, torch.float32)
     base = x.clone().requires_grad_()
-    logits = base * 1.0                    # a non-leaf, like a model's last layer
+    logits = base * 1.0  # a non-leaf, like a model's last layer
     version = logits._version
     loss = cross_entropy(logits, y, backend="triton", inplace_backward=True)
-    assert logits._version > version       # autograd sees the write
+    assert logits._version > version  # autograd sees the write
     loss.backward()
     _, expected = _run(x, y, "torch")
     torch.testing.assert_close(base.grad, expected)
     # something else saved the logits for its backward: autograd refuses
     base2 = x.clone().requires_grad_()
-    z = base2.exp()                        # exp saves its output
+    z = base2.exp()  # exp saves its output
     loss = cross_entropy(z, y, backend="triton", inplace_backward=True)
     with pytest.raises(RuntimeError, match="modified by an inplace operation"):
         loss.backward()
@@ -215,7 +231,7 @@ def test_retain_graph_runs_backward_again(reduction):
     g = torch.full(loss.shape, 0.5, device=DEVICE)
     (first,) = torch.autograd.grad(loss, x, g, retain_graph=True)
     (second,) = torch.autograd.grad(loss, x, g, retain_graph=True)
-    (third,) = torch.autograd.grad(loss, x, g)          # hands the buffer over
+    (third,) = torch.autograd.grad(loss, x, g)  # hands the buffer over
     torch.testing.assert_close(first, second)
     torch.testing.assert_close(first, third)
     with pytest.raises(RuntimeError, match="second time"):
@@ -252,9 +268,10 @@ _B = 1 if INTERPRETED else 8
 CONFIGS = {
     "rows-single": KernelConfig(mode="rows", block=128 * _B, num_warps=4),
     "rows-blocks": KernelConfig(mode="rows", block=16 * _B, num_warps=4),
-    "rows-persistent": KernelConfig(mode="rows", block=32 * _B, num_warps=4, programs=3,
-                                    evict=True),
-    "split": KernelConfig(mode="split", block=16 * _B, num_warps=4),   # 7 or 8 chunks
+    "rows-persistent": KernelConfig(
+        mode="rows", block=32 * _B, num_warps=4, programs=3, evict=True
+    ),
+    "split": KernelConfig(mode="split", block=16 * _B, num_warps=4),  # 7 or 8 chunks
 }
 
 
@@ -271,10 +288,11 @@ def test_launch_modes_weight_smoothing_ignored_none(config, dtype):
     x, y = _problem(7, C, dtype, seed=12, ignored=(1, 5))
     gen = torch.Generator().manual_seed(13)
     w = (torch.rand(C, generator=gen) * 2).to(DEVICE)
-    w[y[0]] = 0.0                                          # a target of weight 0
+    w[y[0]] = 0.0  # a target of weight 0
     g = torch.randn(7, generator=gen).to(DEVICE)
-    _check_against_torch_backend_and_reference(x, y, g, weight=w, reduction="none",
-                                               label_smoothing=0.1)
+    _check_against_torch_backend_and_reference(
+        x, y, g, weight=w, reduction="none", label_smoothing=0.1
+    )
 
 
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
@@ -286,7 +304,7 @@ def test_launch_modes_plain(config, reduction):
 def test_launch_modes_in_place(config):
     """In place, each mode reads every logit it needs (x_y included) before overwriting it."""
     x, y = _problem(5, CM, torch.float32, seed=15, ignored=(2,))
-    y[0], y[3] = CM - 1, 0            # targets in the last and the first chunk
+    y[0], y[3] = CM - 1, 0  # targets in the last and the first chunk
     w = torch.rand(CM, generator=torch.Generator().manual_seed(16)).to(DEVICE) + 0.5
     for kw in (dict(), dict(weight=w, label_smoothing=0.2)):
         loss_d, grad_d = _run(x, y, "torch", **kw)
@@ -314,16 +332,18 @@ def test_launch_modes_non_finite_rows(config):
     x[6] = -np.inf
     x[7, 3] = np.inf
     y = y.cpu()
-    y[7] = -100                                            # ignored: zeros, whatever its logits
+    y[7] = -100  # ignored: zeros, whatever its logits
     w = torch.rand(C, generator=torch.Generator().manual_seed(18)) + 0.5
-    w[y[4]] = w[y[5]] = w[y[6]] = 0.0                      # zero effective target (no smoothing)
+    w[y[4]] = w[y[5]] = w[y[6]] = 0.0  # zero effective target (no smoothing)
     for kw in (dict(weight=w), dict(weight=w, label_smoothing=0.1), dict()):
         loss, grad = _run(x.to(DEVICE), y.to(DEVICE), "triton", reduction="none", **kw)
-        np_kw = {k: (v.double().numpy() if isinstance(v, torch.Tensor) else v)
-                 for k, v in kw.items()}
+        np_kw = {
+            k: (v.double().numpy() if isinstance(v, torch.Tensor) else v) for k, v in kw.items()
+        }
         ref = reference.cross_entropy(x.double().numpy(), y.numpy(), reduction="none", **np_kw)
-        ref_grad = reference.cross_entropy_grad(x.double().numpy(), y.numpy(), reduction="none",
-                                                **np_kw)
+        ref_grad = reference.cross_entropy_grad(
+            x.double().numpy(), y.numpy(), reduction="none", **np_kw
+        )
         np.testing.assert_allclose(loss.double().cpu().numpy(), ref, rtol=2e-6, atol=2e-6)
         np.testing.assert_allclose(grad.double().cpu().numpy(), ref_grad, rtol=2e-6, atol=2e-6)
         # the cases are what they claim: no softmax gives NaN, -inf at the target +inf
@@ -357,9 +377,9 @@ def test_confident_rows_margins_20_to_80_rounded_once(config, dtype):
         # exp2 errs by about |x - m| x 2^-24 relative, 5e-6 at a margin of 80)
         allowed = _rounding_step(exact, dtype) + 1e-5 * abs(exact)
         assert abs(got - exact) <= allowed, (margin, got, exact, allowed)
-        if dtype == torch.float32 or (dtype == torch.bfloat16):   # exponent range of float32
+        if dtype == torch.float32 or (dtype == torch.bfloat16):  # exponent range of float32
             assert got != 0.0 and abs(got / exact - 1) < 1e-2, (margin, got, exact)
-        other = float(grad[n, (int(y[n]) + 1) % C].double())       # p_c = e^-margin / (...)
+        other = float(grad[n, (int(y[n]) + 1) % C].double())  # p_c = e^-margin / (...)
         p_other = np.exp(-margin) / (1 + tail)
         assert abs(other - p_other) <= _rounding_step(p_other, dtype) + 1e-5 * p_other
 
@@ -369,11 +389,11 @@ def test_rule_chooses_split_for_few_rows_and_rows_otherwise():
     assert rule(256, 262144, 2, 132).mode == "split"
     assert rule(256, 262144, 4, 132).mode == "split"
     big = rule(8192, 128256, 2, 132)
-    assert big.mode == "rows" and big.block < 128256            # two passes over a row
+    assert big.mode == "rows" and big.block < 128256  # two passes over a row
     small = rule(8192, 32000, 2, 132)
-    assert small.mode == "rows" and small.block >= 32000        # read once
-    assert rule(8192, 32000, 4, 132).block < 32000               # float32: two passes
-    assert rule(64, 1000, 2, 132).mode == "rows"                 # few rows, small vocabulary
+    assert small.mode == "rows" and small.block >= 32000  # read once
+    assert rule(8192, 32000, 4, 132).block < 32000  # float32: two passes
+    assert rule(64, 1000, 2, 132).mode == "rows"  # few rows, small vocabulary
     # the interpreter's rule (4 multiprocessors): C = 65553 over 3 rows is split
     assert rule(3, 65553, 4, 4, interpret=True).mode == "split"
 
@@ -383,14 +403,16 @@ def test_tune_searches_three_stages_on_scratch_tensors():
     """tune() with a stand-in timer: every stage's configurations run (in place too) and
     the one with the least time wins; then the winner gives the right answer."""
     x, y = _problem(4, 600, torch.float32, seed=20, ignored=(2,))
-    fake = iter(range(1000, 0, -1))                 # each trial faster than the last
+    fake = iter(range(1000, 0, -1))  # each trial faster than the last
 
     def timer(fn):
         fn()
         return float(next(fake))
+
     for inplace in (False, True):
-        best, trials = triton_kernels.tune(x.clone(), y, inplace=inplace, sms=2, timer=timer,
-                                           blocks=(128, 256))
+        best, trials = triton_kernels.tune(
+            x.clone(), y, inplace=inplace, sms=2, timer=timer, blocks=(128, 256)
+        )
         tried = [c for c, ms in trials if not isinstance(ms, str)]
         assert best == tried[-1] and len(set(tried)) == len(tried)
         assert {c.block for c in tried} == {128, 256}
@@ -419,7 +441,7 @@ def test_backward_scaling_skips_ones_and_reads_expanded_gradients():
     expected[0] = before[0]
     torch.testing.assert_close(g, expected, equal_nan=True)
     g2 = before.clone()
-    triton_kernels.scale_rows_(g2, torch.tensor(3.0, device=DEVICE).expand(4))   # stride 0
+    triton_kernels.scale_rows_(g2, torch.tensor(3.0, device=DEVICE).expand(4))  # stride 0
     torch.testing.assert_close(g2, before * 3.0)
 
 
@@ -481,15 +503,23 @@ def test_kernels_compile_for_an_h100_without_one():
     of the compiled path shows up on a CPU machine too."""
     import subprocess
     from pathlib import Path
+
     import triton.backends.nvidia as nvidia
+
     if not (Path(nvidia.__file__).parent / "bin" / "ptxas").exists():
         pytest.skip("this triton has no bundled ptxas")
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1]) + os.pathsep + env.get(
-        "PYTHONPATH", "")
+    env["PYTHONPATH"] = (
+        str(Path(__file__).resolve().parents[1]) + os.pathsep + env.get("PYTHONPATH", "")
+    )
     env.setdefault("TRITON_DEFAULT_FP_FUSION", "1")
-    done = subprocess.run([sys.executable, "-c", _COMPILE_SCRIPT], env=env, capture_output=True,
-                          text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-c", _COMPILE_SCRIPT],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0 and "compiled for sm_90" in done.stdout, done.stderr[-3000:]
 
 
@@ -497,8 +527,10 @@ def test_kernels_compile_for_an_h100_without_one():
 # sizes only a GPU holds
 # ---------------------------------------------------------------------------
 
-needs_gpu = pytest.mark.skipif(INTERPRETED, reason="too large for Triton's interpreter on a CPU; "
-                                                   "runs with CELIB_TEST_DEVICE=cuda")
+needs_gpu = pytest.mark.skipif(
+    INTERPRETED,
+    reason="too large for Triton's interpreter on a CPU; runs with CELIB_TEST_DEVICE=cuda",
+)
 
 
 @needs_gpu
@@ -513,7 +545,7 @@ def test_gpu_vocabulary_262144(dtype):
 def test_gpu_more_than_2_31_elements():
     """M x C > 2^31: the rows past 2^31 elements need 64-bit offsets."""
     C = 131072
-    M = (2**31) // C + 8                  # 16392 rows, 2^31 + 2^20 bfloat16 elements (4 GiB)
+    M = (2**31) // C + 8  # 16392 rows, 2^31 + 2^20 bfloat16 elements (4 GiB)
     free, _ = torch.cuda.mem_get_info()
     if free < 3 * M * C * 2 + (1 << 30):
         pytest.skip(f"needs about {3 * M * C * 2 / 2**30:.0f} GiB free on the GPU")
@@ -522,7 +554,7 @@ def test_gpu_more_than_2_31_elements():
     x.requires_grad_()
     loss = cross_entropy(x, y, reduction="none", backend="triton")
     loss.sum().backward()
-    tail = slice(M - 16, M)               # rows beyond the 2^31st element
+    tail = slice(M - 16, M)  # rows beyond the 2^31st element
     xt = x.detach()[tail].double()
     expected = torch.logsumexp(xt, 1) - xt[torch.arange(16), y[tail]]
     torch.testing.assert_close(loss[tail].double(), expected, rtol=1.6e-2, atol=1.6e-2)
@@ -535,12 +567,15 @@ def test_gpu_more_than_2_31_elements():
 # linear cross-entropy with the kernel on each chunk (its path on CUDA)
 # ---------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 def test_linear_cross_entropy_chunks_through_the_kernel(monkeypatch, reduction):
     from celib import torch_ops
     from celib.torch_ops import triton_backend
-    monkeypatch.setattr(triton_backend, "linear_uses_triton",
-                        lambda x, tgt: isinstance(tgt, torch_ops._IndexRows))
+
+    monkeypatch.setattr(
+        triton_backend, "linear_uses_triton", lambda x, tgt: isinstance(tgt, torch_ops._IndexRows)
+    )
     gen = torch.Generator().manual_seed(10)
     x = torch.randn(11, 16, generator=gen).to(DEVICE).requires_grad_()
     W = (torch.randn(75, 16, generator=gen) / 4).to(DEVICE).requires_grad_()

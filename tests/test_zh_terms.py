@@ -28,10 +28,12 @@ GLOSSARY = ZH / "glossary.md"
 CJK = re.compile(r"[\u4e00-\u9fff]+")
 
 # Simplified -> Traditional for the characters of the glossary's mainland column.
-S2T = dict(zip(
-    "习传内则别动单参变图块处实对导库张归损数断显权标样测温点热独现码稳笔签类约线练组经络编节计认训记识词试误负软辑运逻链阵馏优据准舍档",
-    "習傳內則別動單參變圖塊處實對導庫張歸損數斷顯權標樣測溫點熱獨現碼穩筆簽類約線練組經絡編節計認訓記識詞試誤負軟輯運邏鏈陣餾優據準捨檔",
-))
+S2T = dict(
+    zip(
+        "习传内则别动单参变图块处实对导库张归损数断显权标样测温点热独现码稳笔签类约线练组经络编节计认训记识词试误负软辑运逻链阵馏优据准舍档",
+        "習傳內則別動單參變圖塊處實對導庫張歸損數斷顯權標樣測溫點熱獨現碼穩筆簽類約線練組經絡編節計認訓記識詞試誤負軟輯運邏鏈陣餾優據準捨檔",
+    )
+)
 
 # Simplified forms that Big5 also encodes (as rare or variant characters).
 SIMPLIFIED_IN_BIG5 = set("优据")
@@ -46,9 +48,12 @@ EXEMPT = {
 
 # Taiwan phrases that contain a mainland term; removed before the search.
 ALLOWED_PHRASES = [
-    "錯誤代碼",   # error code
-    "計算機概論", "計算機科學",  # course and field names used in Taiwan
-    "作業程序", "標準程序", "程序性",  # 'procedure'
+    "錯誤代碼",  # error code
+    "計算機概論",
+    "計算機科學",  # course and field names used in Taiwan
+    "作業程序",
+    "標準程序",
+    "程序性",  # 'procedure'
 ]
 
 
@@ -111,11 +116,11 @@ def problems_in(text, terms):
         clean = clean.replace(phrase, "□" * len(phrase))
     for term, (en, tw) in terms.items():
         for m in re.finditer(re.escape(term), clean):
-            context = text[max(0, m.start() - 8): m.end() + 8].replace("\n", " ")
+            context = text[max(0, m.start() - 8) : m.end() + 8].replace("\n", " ")
             found.append(f"mainland term {term!r} (for {en!r}; use {tw!r}) in '…{context}…'")
     for m in re.finditer(r"[\u4e00-\u9fff]", text):
         if is_simplified(m.group()):
-            context = text[max(0, m.start() - 8): m.end() + 8].replace("\n", " ")
+            context = text[max(0, m.start() - 8) : m.end() + 8].replace("\n", " ")
             found.append(f"Simplified character {m.group()!r} in '…{context}…'")
     return found
 
@@ -144,8 +149,11 @@ def test_glossary_taiwan_column_is_traditional():
         assert not [ch for ch in tw if "\u4e00" <= ch <= "\u9fff" and is_simplified(ch)], en
 
 
-@pytest.mark.parametrize("label,text", [pytest.param(l, t, id=l) for l, t in zh_texts()]
-                         or [pytest.param("(no zh pages yet)", "", id="none")])
+@pytest.mark.parametrize(
+    "label,text",
+    [pytest.param(label, t, id=label) for label, t in zh_texts()]
+    or [pytest.param("(no zh pages yet)", "", id="none")],
+)
 def test_zh_page_uses_taiwan_terms(label, text):
     problems = problems_in(text, mainland_terms())
     assert not problems, f"{label}:\n  " + "\n  ".join(problems)
@@ -161,17 +169,35 @@ def test_zh_page_uses_taiwan_terms(label, text):
 # (a column indexed by a math symbol is never a table's) and 矩陣…欄 within one clause.
 
 NON_PREFERRED = [
-    (re.compile(r"^#{1,6}\s*(?:\d+(?:\.\d+)*\s*)?(?:本章小結|本章重點|小結|本章摘要|摘要|總結)\s*$", re.M),
-     "重點整理", "the summary heading (## N.k 重點整理)"),
+    (
+        re.compile(
+            r"^#{1,6}\s*(?:\d+(?:\.\d+)*\s*)?(?:本章小結|本章重點|小結|本章摘要|摘要|總結)\s*$",
+            re.M,
+        ),
+        "重點整理",
+        "the summary heading (## N.k 重點整理)",
+    ),
     (re.compile(r"檢查程式"), "檢查器", "checker of an exercise"),
     (re.compile(r"遮罩"), "遮蔽", "masked (class), mask"),
     (re.compile(r"原地"), "就地", "in-place"),
     (re.compile(r"尖峰"), "峰值", "peak (memory)"),
     (re.compile(r"傳回"), "回傳", "return (a value)"),
     (re.compile(r"丟出"), "拋出", "raise (an error)"),
-    (re.compile(r"第\s*\$[^$\n]+\$\s*欄|矩陣[^。，；：\n]{0,12}欄"), "行", "column of a matrix (欄 is a table's)"),
-    (re.compile(r"小批次（micro-batch）|micro-batch）?[^。\n]{0,3}小批次"), "微批次（micro-batch）", "micro-batch"),
-    (re.compile(r"區塊（chunk）"), "分塊（chunk）", "chunk (of rows or of the vocabulary); 區塊 is Triton's BLOCK"),
+    (
+        re.compile(r"第\s*\$[^$\n]+\$\s*欄|矩陣[^。，；：\n]{0,12}欄"),
+        "行",
+        "column of a matrix (欄 is a table's)",
+    ),
+    (
+        re.compile(r"小批次（micro-batch）|micro-batch）?[^。\n]{0,3}小批次"),
+        "微批次（micro-batch）",
+        "micro-batch",
+    ),
+    (
+        re.compile(r"區塊（chunk）"),
+        "分塊（chunk）",
+        "chunk (of rows or of the vocabulary); 區塊 is Triton's BLOCK",
+    ),
 ]
 
 
@@ -191,29 +217,48 @@ def variant_problems(text):
     found = []
     for pattern, preferred, meaning in NON_PREFERRED:
         for m in pattern.finditer(text):
-            context = text[max(0, m.start() - 10): m.end() + 10].replace("\n", " ")
-            found.append(f"{m.group(0).strip()!r} for {meaning}: use {preferred!r} in '…{context}…'")
+            context = text[max(0, m.start() - 10) : m.end() + 10].replace("\n", " ")
+            found.append(
+                f"{m.group(0).strip()!r} for {meaning}: use {preferred!r} in '…{context}…'"
+            )
     return found
 
 
 def test_variant_detector_catches_and_spares():
-    bad = ("## 5.7 小結\n請用檢查程式。被遮罩的類別，原地寫入，記憶體尖峰，傳回 NaN，丟出錯誤，"
-           "$W$ 的第 $c$ 欄，小批次（micro-batch），區塊（chunk）")
+    bad = (
+        "## 5.7 小結\n請用檢查程式。被遮罩的類別，原地寫入，記憶體尖峰，傳回 NaN，丟出錯誤，"
+        "$W$ 的第 $c$ 欄，小批次（micro-batch），區塊（chunk）"
+    )
     assert len(variant_problems(bad)) == 10
-    good = ("## 5.7 重點整理\n用檢查器。被遮蔽的類別，就地寫入，記憶體峰值，回傳 NaN，拋出錯誤，"
-            "$W$ 的第 $c$ 行，表格的第 2 欄，微批次（micro-batch），分塊（chunk），區塊（block）")
+    good = (
+        "## 5.7 重點整理\n用檢查器。被遮蔽的類別，就地寫入，記憶體峰值，回傳 NaN，拋出錯誤，"
+        "$W$ 的第 $c$ 行，表格的第 2 欄，微批次（micro-batch），分塊（chunk），區塊（block）"
+    )
     assert variant_problems(good) == []
 
 
 def test_glossary_settles_the_preferred_terms():
     taiwan = " ".join(tw for _, tw, _ in glossary_rows())
-    for term in ("重點整理", "檢查器", "遮蔽", "就地", "峰值", "回傳", "拋出", "微批次（micro-batch）",
-                 "分塊（chunk）", "區塊（block）"):
+    for term in (
+        "重點整理",
+        "檢查器",
+        "遮蔽",
+        "就地",
+        "峰值",
+        "回傳",
+        "拋出",
+        "微批次（micro-batch）",
+        "分塊（chunk）",
+        "區塊（block）",
+    ):
         assert term in taiwan, term
 
 
-@pytest.mark.parametrize("label,text", [pytest.param(l, t, id=l) for l, t in zh_texts_with_code()]
-                         or [pytest.param("(no zh pages yet)", "", id="none")])
+@pytest.mark.parametrize(
+    "label,text",
+    [pytest.param(label, t, id=label) for label, t in zh_texts_with_code()]
+    or [pytest.param("(no zh pages yet)", "", id="none")],
+)
 def test_zh_page_uses_one_term_per_concept(label, text):
     problems = variant_problems(text)
     assert not problems, f"{label}:\n  " + "\n  ".join(problems)

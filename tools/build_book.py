@@ -47,10 +47,15 @@ ROOT = Path(__file__).resolve().parents[1]
 # settings of its own (myst-nb's toggle labels have no translation catalog).
 EDITIONS = {
     "en": {"language": "en", "search": "en", "label": "English", "config": {}},
-    "zh": {"language": "zh_TW", "search": "zh", "label": "繁體中文", "config": {
-        "nb_code_prompt_show": "顯示程式碼儲存格內容",
-        "nb_code_prompt_hide": "隱藏程式碼儲存格內容",
-    }},
+    "zh": {
+        "language": "zh_TW",
+        "search": "zh",
+        "label": "繁體中文",
+        "config": {
+            "nb_code_prompt_show": "顯示程式碼儲存格內容",
+            "nb_code_prompt_hide": "隱藏程式碼儲存格內容",
+        },
+    },
 }
 # The edition whose web font (_static/celib-cjk-font.css) the landing page uses.
 FONT_EDITION = "zh"
@@ -64,6 +69,7 @@ def load_yaml(path):
 
 # --- toc ---------------------------------------------------------------------------------
 
+
 def _files(entries):
     for entry in entries or []:
         if "file" in entry:
@@ -76,7 +82,7 @@ def _strip(entries, prefix):
     for entry in entries or []:
         entry = dict(entry)
         if "file" in entry:
-            entry["file"] = entry["file"][len(prefix):]
+            entry["file"] = entry["file"][len(prefix) :]
         if "sections" in entry:
             entry["sections"] = _strip(entry["sections"], prefix)
         out.append(entry)
@@ -97,8 +103,10 @@ def edition_toc(toc, lang):
         files = list(_files(part.get("chapters")))
         mine = [f for f in files if f.startswith(prefix)]
         if mine and len(mine) != len(files):
-            raise ValueError(f"_toc.yml: the part {part.get('caption')!r} mixes {prefix} with "
-                             f"other files: {[f for f in files if not f.startswith(prefix)]}")
+            raise ValueError(
+                f"_toc.yml: the part {part.get('caption')!r} mixes {prefix} with "
+                f"other files: {[f for f in files if not f.startswith(prefix)]}"
+            )
         if mine:
             parts.append(part)
     if not parts:
@@ -125,8 +133,9 @@ def edition_toc(toc, lang):
 
 # --- config ------------------------------------------------------------------------------
 
+
 def edition_title(title, lang):
-    """"English title · 中文標題" -> the edition's half (the whole title if there is no ' · ')."""
+    """ "English title · 中文標題" -> the edition's half (the whole title if there is no ' · ')."""
     halves = [t.strip() for t in str(title).split(" · ")]
     if len(halves) != len(EDITIONS):
         return str(title)
@@ -141,8 +150,10 @@ def edition_config(config, lang, root=ROOT):
     base = str(repo.get("path_to_book") or "").strip("/")
     repo["path_to_book"] = "/".join(p for p in (base, "chapters", lang) if p)
     sphinx = cfg.setdefault("sphinx", {})
-    sphinx["local_extensions"] = {name: str((root / path).resolve())
-                                  for name, path in (sphinx.get("local_extensions") or {}).items()}
+    sphinx["local_extensions"] = {
+        name: str((root / path).resolve())
+        for name, path in (sphinx.get("local_extensions") or {}).items()
+    }
     conf = sphinx.setdefault("config", {})
     conf["language"] = ed["language"]
     conf["html_search_language"] = ed["search"]
@@ -160,7 +171,7 @@ def edition_config(config, lang, root=ROOT):
     conf.update(ed["config"])
     conf["celib_edition"] = lang
     conf["celib_editions"] = {k: v["label"] for k, v in EDITIONS.items()}
-    if lang == FONT_EDITION:      # the landing page's Chinese is drawn with this edition's font
+    if lang == FONT_EDITION:  # the landing page's Chinese is drawn with this edition's font
         conf["celib_font_text"] = "".join(sorted({c for c in landing_page(root) if c > "\u2e80"}))
     return cfg
 
@@ -185,13 +196,14 @@ def prepare_edition(lang, src, root=ROOT):
         if not target.exists():
             target.symlink_to((root / rel).resolve())
     cfg = edition_config(config, lang, root)
-    header = ("# Written by tools/build_book.py from the root _config.yml / _toc.yml; "
-              "edit those.\n")
+    header = "# Written by tools/build_book.py from the root _config.yml / _toc.yml; edit those.\n"
     (src / "_config.yml").write_text(
-        header + yaml.safe_dump(cfg, allow_unicode=True, sort_keys=False), encoding="utf-8")
+        header + yaml.safe_dump(cfg, allow_unicode=True, sort_keys=False), encoding="utf-8"
+    )
     (src / "_toc.yml").write_text(
         header + yaml.safe_dump(edition_toc(toc, lang), allow_unicode=True, sort_keys=False),
-        encoding="utf-8")
+        encoding="utf-8",
+    )
     return src
 
 
@@ -205,15 +217,26 @@ def build_edition(lang, out, root=ROOT, fresh=False):
     # not src/<lang>: "../zh/x.ipynb" in an en page must not find a file (see celib_book_ext)
     src = prepare_edition(lang, out / "src" / f"book-{lang}", root)
     work = out / "editions" / lang
-    cmd = [_jupyter_book(), "build", str(src), "--builder", "html", "-W", "-n", "--keep-going",
-           "--path-output", str(work)]
+    cmd = [
+        _jupyter_book(),
+        "build",
+        str(src),
+        "--builder",
+        "html",
+        "-W",
+        "-n",
+        "--keep-going",
+        "--path-output",
+        str(work),
+    ]
     if fresh:
         cmd.append("--all")
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(root), env.get("PYTHONPATH")) if p)
     start = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True, encoding="utf-8",
-                          errors="replace", env=env)
+    proc = subprocess.run(
+        cmd, cwd=root, capture_output=True, text=True, encoding="utf-8", errors="replace", env=env
+    )
     seconds = time.perf_counter() - start
     built = work / "_build" / "html"
     target = out / "html" / lang
@@ -274,28 +297,38 @@ def landing_page(root=ROOT):
     text = (root / f"{toc['root']}.md").read_text(encoding="utf-8")
     body = MarkdownIt("commonmark").render(text)
     # links to an edition's pages: chapters/<lang>/<page>.md|.ipynb -> <lang>/<page>.html
-    pattern = r'href="chapters/(%s)/([^"#]*?)\.(?:md|ipynb)(#[^"]*)?"' % "|".join(EDITIONS)
-    body = re.sub(pattern, lambda m: f'href="{m[1]}/{m[2]}.html{m[3] or ""}" data-edition="{m[1]}"',
-                  body)
+    pattern = r'href="chapters/(' + "|".join(EDITIONS) + r')/([^"#]*?)\.(?:md|ipynb)(#[^"]*)?"'
+    body = re.sub(
+        pattern, lambda m: f'href="{m[1]}/{m[2]}.html{m[3] or ""}" data-edition="{m[1]}"', body
+    )
     # the paragraph holding the edition links becomes the chooser's buttons
-    body = re.sub(r"<ul>\s*((?:<li><a [^>]*data-edition[^>]*>.*?</a></li>\s*)+)</ul>",
-                  lambda m: '<nav class="editions">' + re.sub(r"</?li>", "", m[1]) + "</nav>",
-                  body, count=1, flags=re.S)
+    body = re.sub(
+        r"<ul>\s*((?:<li><a [^>]*data-edition[^>]*>.*?</a></li>\s*)+)</ul>",
+        lambda m: '<nav class="editions">' + re.sub(r"</?li>", "", m[1]) + "</nav>",
+        body,
+        count=1,
+        flags=re.S,
+    )
     editions = "{" + ", ".join(f'"{k}": "{k}/index.html"' for k in EDITIONS) + "}"
     script = LANDING_JS % {"key": STORAGE_KEY, "editions": editions, "default": "en"}
     title = html.escape(str(config.get("title", "")))
-    return ("<!DOCTYPE html>\n<html lang=\"mul\">\n<head>\n<meta charset=\"utf-8\">\n"
-            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
-            f"<title>{title}</title>\n"
-            f'<link rel="stylesheet" href="{FONT_EDITION}/_static/celib-cjk-font.css">\n'
-            f"<style>{LANDING_CSS}</style>\n</head>\n<body>\n{body}"
-            f"<script>{script}</script>\n</body>\n</html>\n")
+    return (
+        '<!DOCTYPE html>\n<html lang="mul">\n<head>\n<meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f"<title>{title}</title>\n"
+        f'<link rel="stylesheet" href="{FONT_EDITION}/_static/celib-cjk-font.css">\n'
+        f"<style>{LANDING_CSS}</style>\n</head>\n<body>\n{body}"
+        f"<script>{script}</script>\n</body>\n</html>\n"
+    )
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--output", default=str(ROOT / "_build"),
-                        help="build folder (default: _build); the site is <output>/html")
+    parser.add_argument(
+        "--output",
+        default=str(ROOT / "_build"),
+        help="build folder (default: _build); the site is <output>/html",
+    )
     parser.add_argument("--editions", nargs="+", default=list(EDITIONS), choices=list(EDITIONS))
     parser.add_argument("--jobs", type=int, default=2, help="editions built at the same time")
     parser.add_argument("--all", action="store_true", help="re-read every page")
@@ -303,8 +336,12 @@ def main(argv=None):
     out = Path(args.output).resolve()
     start = time.perf_counter()
     with ThreadPoolExecutor(max(1, args.jobs)) as pool:
-        results = dict(zip(args.editions, pool.map(
-            lambda lang: build_edition(lang, out, fresh=args.all), args.editions)))
+        results = dict(
+            zip(
+                args.editions,
+                pool.map(lambda lang: build_edition(lang, out, fresh=args.all), args.editions),
+            )
+        )
     (out / "html").mkdir(parents=True, exist_ok=True)
     (out / "html" / "index.html").write_text(landing_page(), encoding="utf-8")
     (out / "html" / ".nojekyll").write_text("", encoding="utf-8")
@@ -317,8 +354,10 @@ def main(argv=None):
             status = status or code or 1
     html_dir = out / "html"
     size = sum(p.stat().st_size for p in html_dir.rglob("*") if p.is_file())
-    print(f"The book is in {html_dir / 'index.html'} ({size / 2**20:.1f} MiB, "
-          f"{time.perf_counter() - start:.1f} s)")
+    print(
+        f"The book is in {html_dir / 'index.html'} ({size / 2**20:.1f} MiB, "
+        f"{time.perf_counter() - start:.1f} s)"
+    )
     return status
 
 

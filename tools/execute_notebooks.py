@@ -19,8 +19,12 @@ def merge_streams(outputs):
     how the kernel happened to split a cell's printing then never shows up in a diff."""
     merged = []
     for out in outputs:
-        if (out.get("output_type") == "stream" and merged
-                and merged[-1].get("output_type") == "stream" and merged[-1]["name"] == out["name"]):
+        if (
+            out.get("output_type") == "stream"
+            and merged
+            and merged[-1].get("output_type") == "stream"
+            and merged[-1]["name"] == out["name"]
+        ):
             merged[-1]["text"] += out["text"]
         else:
             merged.append(out)
@@ -30,9 +34,14 @@ def merge_streams(outputs):
 def execute(path):
     path = Path(path)
     nb = nbformat.read(path, as_version=4)
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    client = NotebookClient(nb, timeout=1200, kernel_name="python3",
-                            resources={"metadata": {"path": str(path.parent)}})
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    client = NotebookClient(
+        nb, timeout=1200, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+    )
     client.execute()
     for cell in nb.cells:
         cell.metadata.pop("execution", None)
