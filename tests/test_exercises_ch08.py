@@ -141,7 +141,7 @@ def test_reports_are_bilingual(capsys):
     ch08.check_linear_ce_grads(grads_transposed_weight, lang="en")
     assert "dW: expected shape (5, 3), got shape (3, 5) (the transpose?)" in capsys.readouterr().out
     ch08.check_linear_ce_grads(grads_missing_dh, lang="zh")
-    assert "預期傳回 3 個值的 tuple（dh, dW, db）" in capsys.readouterr().out
+    assert "預期回傳 3 個值的 tuple（dh, dW, db）" in capsys.readouterr().out
 
 
 # -- every typical wrong answer in ch08.WRONG_ANSWERS / MORE_WRONG_ANSWERS is rejected --------

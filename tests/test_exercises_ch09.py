@@ -129,7 +129,7 @@ def test_reports_are_bilingual(capsys):
     ch09.check_two_pass_row(row_loss_only, lang="en")
     assert "expected a tuple of 2 (loss, grad)" in capsys.readouterr().out
     ch09.check_two_pass_row(row_loss_only, lang="zh")
-    assert "預期傳回 2 個值的 tuple（loss, grad）" in capsys.readouterr().out
+    assert "預期回傳 2 個值的 tuple（loss, grad）" in capsys.readouterr().out
     ch09.check_saved_bytes(bytes_forgot_element_size, lang="zh")
     out = capsys.readouterr().out
     assert "✗" in out and "預期值" in out

@@ -157,12 +157,12 @@ def _accumulation_cases():
     three_y = [np.array([1, -100, 2]), np.array([0, 0, 3, -100, 1]), np.array([-100, -100])]
     return [
         Case(dict(micro_logits=xs, micro_targets=same),
-             {"en": "two micro-batches, nothing ignored", "zh": "兩個小批次，沒有忽略任何目標"}),
+             {"en": "two micro-batches, nothing ignored", "zh": "兩個微批次，沒有忽略任何目標"}),
         Case(dict(micro_logits=xs, micro_targets=uneven),
              {"en": "4 and 1 counted targets", "zh": "分別有 4 個與 1 個計入的目標"}),
         Case(dict(micro_logits=three, micro_targets=three_y),
              {"en": "three micro-batches, the last one all ignored",
-              "zh": "三個小批次，最後一個全部被忽略"}),
+              "zh": "三個微批次，最後一個全部被忽略"}),
         Case(dict(micro_logits=xs, micro_targets=uneven, weight=w),
              {"en": "class weights: divide by the total sum of w[y_n]",
               "zh": "類別權重：除以全部 w[y_n] 的總和"}),

@@ -75,7 +75,7 @@ def check_online_step(fn, *, lang=None, quiet=False):
              {"en": "a block of -inf after finite logits",
               "zh": "有限的 logits 之後出現全是 -inf 的區塊"}, rtol=1e-12, atol=0.0),
         Case({"m": 1e4, "d": 3.0, "block": 1e4 + np.array([2.0, -1.0, minf, 0.5])},
-             {"en": "logits near 1e4, a masked lane", "zh": "logits 約為 1e4，含一個遮罩位置"},
+             {"en": "logits near 1e4, a masked lane", "zh": "logits 約為 1e4，含一個被遮蔽的位置"},
              rtol=1e-12, atol=0.0),
     ]
     return run_checker(exercise_title("9.1", "my_online_step"), fn, _online_step, cases,

@@ -49,7 +49,7 @@ def _bce_cases():
              {"en": "a weight per element", "zh": "每個元素各有權重"}),
         Case(dict(logits=x, target=np.full((3, 4), 0.3), weight=np.array([1.0, 2.0, 0.0, 0.5])),
              {"en": "soft targets, a weight per column",
-              "zh": "軟標籤，每一欄一個權重"}),
+              "zh": "軟標籤，每一行一個權重"}),
         Case(dict(logits=np.array([-40.0, 40.0, 0.0]), target=np.array([0.0, 1.0, 1.0]),
                   weight=None),
              {"en": "confident logits ±40", "zh": "極有把握的 logits ±40"}),
