@@ -40,17 +40,17 @@ def _row_hessian_reference(z, a):
 def _row_hessian_cases():
     r = _rng()
     return [
-        Case(dict(z=np.array([1.0, 2.0, 0.5]), a=np.array([0.0, 1.0, 0.0])),
+        Case({"z": np.array([1.0, 2.0, 0.5]), "a": np.array([0.0, 1.0, 0.0])},
              {"en": "three logits, a one-hot target", "zh": "三個 logits，one-hot 目標"}),
-        Case(dict(z=r.normal(size=5), a=np.array([0.02, 0.02, 0.92, 0.02, 0.02])),
+        Case({"z": r.normal(size=5), "a": np.array([0.02, 0.02, 0.92, 0.02, 0.02])},
              {"en": "label smoothing 0.1", "zh": "標籤平滑 0.1"}),
-        Case(dict(z=r.normal(size=4), a=np.array([0.0, 0.0, 2.5, 0.0])),
+        Case({"z": r.normal(size=4), "a": np.array([0.0, 0.0, 2.5, 0.0])},
              {"en": "class weight 2.5 (mass 2.5)", "zh": "類別權重 2.5（質量 2.5）"}),
-        Case(dict(z=np.array([0.3, -np.inf, 1.2, 0.0]), a=np.array([0.5, 0.0, 0.25, 0.25])),
+        Case({"z": np.array([0.3, -np.inf, 1.2, 0.0]), "a": np.array([0.5, 0.0, 0.25, 0.25])},
              {"en": "a masked class (logit -inf)", "zh": "一個被遮蔽的類別（logit 為 -inf）"}),
-        Case(dict(z=np.array([30.0, 0.0, -5.0]), a=np.array([1.0, 0.0, 0.0])),
+        Case({"z": np.array([30.0, 0.0, -5.0]), "a": np.array([1.0, 0.0, 0.0])},
              {"en": "a confident row", "zh": "極有把握的一列"}, atol=1e-15),
-        Case(dict(z=np.array([1000.0, 999.0]), a=np.array([0.0, 1.0])),
+        Case({"z": np.array([1000.0, 999.0]), "a": np.array([0.0, 1.0])},
              {"en": "large logits (1000)", "zh": "很大的 logits（1000）"}),
     ]
 
@@ -93,16 +93,16 @@ def _hvp_cases():
     r = _rng()
     Z = r.normal(size=(4, 3)) * 2
     return [
-        Case(dict(Z=np.array([[1.0, 2.0, 0.5]]), y=np.array([1]), V=np.array([[1.0, 0.0, 0.0]])),
+        Case({"Z": np.array([[1.0, 2.0, 0.5]]), "y": np.array([1]), "V": np.array([[1.0, 0.0, 0.0]])},
              {"en": "one row, V a unit vector", "zh": "一列，V 為單位向量"}),
-        Case(dict(Z=Z, y=np.array([0, 2, 1, 1]), V=r.normal(size=(4, 3))),
+        Case({"Z": Z, "y": np.array([0, 2, 1, 1]), "V": r.normal(size=(4, 3))},
              {"en": "a batch of 4, C = 3", "zh": "4 列的批次，C = 3"}),
-        Case(dict(Z=r.normal(size=(3, 6)), y=np.array([5, 0, 3]), V=r.normal(size=(3, 6))),
+        Case({"Z": r.normal(size=(3, 6)), "y": np.array([5, 0, 3]), "V": r.normal(size=(3, 6))},
              {"en": "N = 3, C = 6", "zh": "N = 3，C = 6"}),
-        Case(dict(Z=Z, y=np.array([0, 2, 1, 1]), V=np.ones((4, 3))),
+        Case({"Z": Z, "y": np.array([0, 2, 1, 1]), "V": np.ones((4, 3))},
              {"en": "V all ones (H V = 0)", "zh": "V 全為 1（H V = 0）"}),
-        Case(dict(Z=np.array([[40.0, 0.0, 0.0], [0.0, 0.0, 0.0]]), y=np.array([0, 2]),
-                  V=np.array([[0.0, 1.0, 2.0], [1.0, -1.0, 0.0]])),
+        Case({"Z": np.array([[40.0, 0.0, 0.0], [0.0, 0.0, 0.0]]), "y": np.array([0, 2]),
+                  "V": np.array([[0.0, 1.0, 2.0], [1.0, -1.0, 0.0]])},
              {"en": "a confident row and a uniform row", "zh": "一列極有把握，一列均勻"},
              atol=1e-15),
     ]
@@ -175,16 +175,16 @@ def _power_iteration_cases():
     Q, _ = np.linalg.qr(r.normal(size=(5, 5)))
     big = Q @ np.diag([1500.0, 300.0, 10.0, 1.0, 0.5]) @ Q.T
     return [
-        Case(dict(matvec=MatVec(np.diag([3.0, 1.0, 0.5]), "v -> diag(3, 1, 0.5) @ v"),
-                  v0=np.ones(3), steps=100),
+        Case({"matvec": MatVec(np.diag([3.0, 1.0, 0.5]), "v -> diag(3, 1, 0.5) @ v"),
+                  "v0": np.ones(3), "steps": 100},
              {"en": "diag(3, 1, 0.5)", "zh": "diag(3, 1, 0.5)"}, rtol=1e-8),
-        Case(dict(matvec=MatVec(big, "v -> M @ v, eigenvalues 1500, 300, 10, 1, 0.5"),
-                  v0=np.ones(5), steps=200),
+        Case({"matvec": MatVec(big, "v -> M @ v, eigenvalues 1500, 300, 10, 1, 0.5"),
+                  "v0": np.ones(5), "steps": 200},
              {"en": "largest eigenvalue 1500 (200 steps)",
               "zh": "最大特徵值 1500（200 步）"}, rtol=1e-8),
-        Case(dict(matvec=MatVec(_ce_hessian(40, 5, 0),
+        Case({"matvec": MatVec(_ce_hessian(40, 5, 0),
                                 "v -> H @ v, H the Hessian of a mean cross-entropy, N = 40, C = 5"),
-                  v0=np.linspace(-1.0, 1.0, 200), steps=400),
+                  "v0": np.linspace(-1.0, 1.0, 200), "steps": 400},
              {"en": "a cross-entropy Hessian (eigenvalues below 1/80)",
               "zh": "交叉熵的黑塞矩陣（特徵值小於 1/80）"}, rtol=1e-8, atol=1e-12),
     ]
