@@ -36,7 +36,7 @@ try:
     import torch  # noqa: F401
 except ImportError as error:  # pragma: no cover - depends on the environment
     raise ImportError(
-        "celib.torch_ops needs PyTorch, which is not installed: pip install celib[torch] "
+        "celib.torch_ops needs PyTorch, which is not installed: pip install 'celib[torch]' "
         "(the NumPy reference, celib.cross_entropy, works without it)"
     ) from error
 
