@@ -16,18 +16,14 @@ _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 def check_reduction(reduction):
     if reduction not in REDUCTIONS:
-        raise ValueError(
-            f"reduction must be one of {REDUCTIONS}, got {reduction!r}"
-        )
+        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
 
 
 def check_label_smoothing(label_smoothing):
     # a real scalar (bool, int and NumPy scalars included, as torch's float argument);
     # a string or a sequence is a TypeError, not parsed
     if isinstance(label_smoothing, (str, bytes)) or np.ndim(label_smoothing) != 0:
-        raise TypeError(
-            f"label_smoothing must be a real number in [0, 1], got {label_smoothing!r}"
-        )
+        raise TypeError(f"label_smoothing must be a real number in [0, 1], got {label_smoothing!r}")
     try:
         value = float(label_smoothing)
     except (TypeError, ValueError):
@@ -35,9 +31,7 @@ def check_label_smoothing(label_smoothing):
             f"label_smoothing must be a real number in [0, 1], got {label_smoothing!r}"
         ) from None
     if not 0.0 <= value <= 1.0:  # also rejects NaN
-        raise ValueError(
-            f"label_smoothing must be between 0.0 and 1.0, got {label_smoothing!r}"
-        )
+        raise ValueError(f"label_smoothing must be between 0.0 and 1.0, got {label_smoothing!r}")
     return value
 
 
@@ -88,8 +82,9 @@ def loss_dtype(logits_dtype, target_dtype, kind):
     """The loss's dtype: the logits' for class indices; torch's type promotion of the
     logits' and the probabilities' dtypes for probability targets (float32 logits with
     float64 probabilities give a float64 loss, as torch)."""
-    return np.dtype(logits_dtype) if kind == "indices" else np.result_type(logits_dtype,
-                                                                           target_dtype)
+    return (
+        np.dtype(logits_dtype) if kind == "indices" else np.result_type(logits_dtype, target_dtype)
+    )
 
 
 def split_class_axis(logits):
@@ -115,7 +110,7 @@ def target_kind(logits, target):
             )
         return "probabilities"
     class_axis, _ = split_class_axis(logits)
-    expected = logits.shape[:class_axis] + logits.shape[class_axis + 1:]
+    expected = logits.shape[:class_axis] + logits.shape[class_axis + 1 :]
     # (C,) logits with a (1,) target: one element, as torch accepts (the loss has shape ())
     if target.shape != expected and not (logits.ndim == 1 and target.shape == (1,)):
         raise ValueError(
@@ -123,9 +118,7 @@ def target_kind(logits, target):
             f"expected class indices of shape {expected} or probabilities of shape {logits.shape}"
         )
     if target.dtype == np.bool_ or not np.issubdtype(target.dtype, np.integer):
-        raise TypeError(
-            f"class-index targets must be integers, got dtype {target.dtype}"
-        )
+        raise TypeError(f"class-index targets must be integers, got dtype {target.dtype}")
     return "indices"
 
 
@@ -141,7 +134,7 @@ def check_ignore_index(ignore_index):
             f"ignore_index must be an integer, got {ignore_index!r} "
             f"of type {type(ignore_index).__name__}"
         )
-    if not _INT64_MIN <= int(ignore_index) <= _INT64_MAX:   # torch: "Overflow when unpacking"
+    if not _INT64_MIN <= int(ignore_index) <= _INT64_MAX:  # torch: "Overflow when unpacking"
         raise ValueError(
             f"ignore_index={int(ignore_index)} does not fit in a 64-bit integer "
             f"(torch's ignore_index is int64: [{_INT64_MIN}, {_INT64_MAX}])"

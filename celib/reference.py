@@ -49,6 +49,7 @@ __all__ = [
 # softmax and log-sum-exp
 # ---------------------------------------------------------------------------
 
+
 def _shifted_exp(x, axis, out=None):
     """Return m, e = exp(x - m) and S = sum(e) along ``axis`` (S in float64).
 
@@ -68,7 +69,7 @@ def _shifted_exp(x, axis, out=None):
     x is never written.
     """
     if out is None and x.ndim == 2 and axis in (1, -1) and x.size >= _PARALLEL_MIN_ELEMENTS:
-        return _shifted_exp_rows_in_parallel(x)        # the same, one block of rows per core
+        return _shifted_exp_rows_in_parallel(x)  # the same, one block of rows per core
     m = np.max(x, axis=axis, keepdims=True, initial=-np.inf)
     m = np.where(np.isneginf(m), 0, m).astype(x.dtype)
     with np.errstate(over="ignore", invalid="ignore"):  # x - m below -max float is -inf,
@@ -152,8 +153,8 @@ def logsumexp(x, axis=-1):
     x, xc, axis = _slices(x, axis, "x")
     m, _, S = _shifted_exp(xc, axis)
     with np.errstate(divide="ignore"):  # log(0) = -inf for an all -inf or empty slice
-        lse = np.where(np.isposinf(m), m, m + np.log(S))   # +inf: S is NaN (inf - inf)
-    return np.squeeze(lse, axis=axis).astype(x.dtype)   # () for a 0-d x
+        lse = np.where(np.isposinf(m), m, m + np.log(S))  # +inf: S is NaN (inf - inf)
+    return np.squeeze(lse, axis=axis).astype(x.dtype)  # () for a 0-d x
 
 
 def log_softmax(x, axis=-1):
@@ -166,7 +167,7 @@ def log_softmax(x, axis=-1):
     x, xc, axis = _slices(x, axis, "x")
     m, _, S = _shifted_exp(xc, axis)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        out = (xc - m) - np.log(S)   # below -max float: -inf, the correctly rounded value
+        out = (xc - m) - np.log(S)  # below -max float: -inf, the correctly rounded value
         return out.astype(x.dtype).reshape(x.shape)
 
 
@@ -211,6 +212,7 @@ def softmax_jacobian(x):
 # the effective target a_n, one class per kind of target
 # ---------------------------------------------------------------------------
 
+
 class _IndexTarget:
     """a_n = (1 - eps) w[y_n] onehot(y_n) + (eps / C) w, and 0 where y_n is ignored.
 
@@ -227,7 +229,7 @@ class _IndexTarget:
         self.w = np.ones(C, np.float64) if weight is None else weight.astype(np.float64)
         # w[y_n] of kept rows (with no classes every row is ignored: nothing to look up)
         self.w_y = np.where(self.keep, self.w[self.y], 0.0) if C else np.zeros(len(y))
-        self.onehot_coef = (1.0 - eps) * self.w_y   # alpha_n
+        self.onehot_coef = (1.0 - eps) * self.w_y  # alpha_n
         # the spread (eps / C) w of every kept row; exactly 0 without smoothing, even for a
         # class of weight NaN or inf that no row targets (0 * inf would poison every row)
         self.spread = _times(eps / C if C else 0.0, self.w)
@@ -266,7 +268,7 @@ class _IndexTarget:
 
     def mean_denominator(self):
         """Sum of the true classes' weights over kept targets (the count without weights)."""
-        with np.errstate(over="ignore"):   # weights near the float maximum: inf
+        with np.errstate(over="ignore"):  # weights near the float maximum: inf
             return self.w_y.sum()
 
 
@@ -315,14 +317,14 @@ def _cast(a, dtype):
     if a.dtype != np.float32 or np.dtype(dtype) != np.float16:
         return a.astype(dtype, copy=False)
     magnitude = np.abs(a)
-    tiny = magnitude < np.float32(2.0 ** -14)          # False for NaN
+    tiny = magnitude < np.float32(2.0**-14)  # False for NaN
     n_tiny = np.count_nonzero(tiny)
     if not n_tiny:
         return a.astype(np.float16)
     with np.errstate(invalid="ignore", over="ignore"):  # (large values: not selected below)
-        bits = np.rint(magnitude * np.float32(2.0 ** 24), out=magnitude).astype(np.uint16)
+        bits = np.rint(magnitude * np.float32(2.0**24), out=magnitude).astype(np.uint16)
     bits |= np.signbit(a).view(np.uint8).astype(np.uint16) << 15
-    if 2 * n_tiny > a.size:     # mostly subnormal: NumPy casts only the others
+    if 2 * n_tiny > a.size:  # mostly subnormal: NumPy casts only the others
         out = bits.view(np.float16)
         normal = ~tiny
         out[normal] = a[normal].astype(np.float16)
@@ -342,6 +344,7 @@ def _times(coef, value):
 # shared set-up: checks, flattening to rows, the effective target
 # ---------------------------------------------------------------------------
 
+
 class _Problem:
     """Logits as an (M, C) array of rows plus the effective target of each row."""
 
@@ -355,12 +358,12 @@ class _Problem:
         weight = _checks.check_weight(weight, C)
         ignore_index = _checks.check_ignore_index(ignore_index)
 
-        self.grad_dtype = logits.dtype   # dL/dlogits: the logits' dtype
-        self.dtype = _checks.loss_dtype(logits.dtype, target.dtype, kind)   # the loss's
+        self.grad_dtype = logits.dtype  # dL/dlogits: the logits' dtype
+        self.dtype = _checks.loss_dtype(logits.dtype, target.dtype, kind)  # the loss's
         self.reduction = reduction
         self.class_axis = class_axis
         self.shape = logits.shape
-        self.loss_shape = logits.shape[:class_axis] + logits.shape[class_axis + 1:]
+        self.loss_shape = logits.shape[:class_axis] + logits.shape[class_axis + 1 :]
         # rows: move the class axis last and flatten everything else into M rows
         # (M given explicitly: reshape(-1, 0) cannot infer it when C = 0)
         M = int(np.prod(self.loss_shape))
@@ -390,7 +393,7 @@ class _Problem:
             denominator = self.target.mean_denominator()
             with np.errstate(over="ignore", invalid="ignore"):  # inf / inf = NaN, as torch
                 out = loss.sum() / denominator if denominator != 0 else np.nan
-        with np.errstate(over="ignore"):   # beyond the dtype's range: inf, as torch
+        with np.errstate(over="ignore"):  # beyond the dtype's range: inf, as torch
             return np.asarray(out).astype(self.dtype)
 
     def scale(self, grad_output):
@@ -416,8 +419,10 @@ class _Problem:
 # the loss and its gradient
 # ---------------------------------------------------------------------------
 
-def cross_entropy(logits, target, weight=None, *, ignore_index=-100, reduction="mean",
-                  label_smoothing=0.0):
+
+def cross_entropy(
+    logits, target, weight=None, *, ignore_index=-100, reduction="mean", label_smoothing=0.0
+):
     """Cross-entropy between logits and a target, with PyTorch's semantics.
 
     Mirrors ``torch.nn.functional.cross_entropy`` (PyTorch documentation,
@@ -473,8 +478,16 @@ def cross_entropy(logits, target, weight=None, *, ignore_index=-100, reduction="
     return loss
 
 
-def cross_entropy_grad(logits, target, weight=None, *, ignore_index=-100, reduction="mean",
-                       label_smoothing=0.0, grad_output=None):
+def cross_entropy_grad(
+    logits,
+    target,
+    weight=None,
+    *,
+    ignore_index=-100,
+    reduction="mean",
+    label_smoothing=0.0,
+    grad_output=None,
+):
     """dL/dlogits of :func:`cross_entropy`, in closed form.
 
     dL/dx_n = s_n * (p_n * sum_c a_nc - a_n): the softmax times the target
@@ -511,8 +524,16 @@ def cross_entropy_grad(logits, target, weight=None, *, ignore_index=-100, reduct
     return grad
 
 
-def cross_entropy_and_grad(logits, target, weight=None, *, ignore_index=-100, reduction="mean",
-                           label_smoothing=0.0, grad_output=None):
+def cross_entropy_and_grad(
+    logits,
+    target,
+    weight=None,
+    *,
+    ignore_index=-100,
+    reduction="mean",
+    label_smoothing=0.0,
+    grad_output=None,
+):
     """The loss and its gradient together, sharing one softmax pass.
 
     Equal to ``(cross_entropy(...), cross_entropy_grad(...))`` to the last bit,
@@ -546,9 +567,9 @@ def _loss_and_grad(problem, grad_output=None, with_grad=True):
     if x.shape[1] == 0:
         # no classes: every loss is an empty sum, 0 (a class index could only be ignored),
         # and the gradient is empty; 'mean' divides by 0 and gives NaN, as torch
-        problem.scale(grad_output)                      # still check grad_output's shape
+        problem.scale(grad_output)  # still check grad_output's shape
         return problem.reduce(np.zeros(len(x))), problem.unflatten(x.copy()) if with_grad else None
-    m, e, S = _shifted_exp(x, axis=1)                   # e = exp(x - m), one N x C buffer
+    m, e, S = _shifted_exp(x, axis=1)  # e = exp(x - m), one N x C buffer
     m, S = m[:, 0].astype(np.float64), S[:, 0]
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # beyond max float: inf
         # lse_n = m_n + log S_n, kept as its two parts: the true class's term is formed
@@ -565,8 +586,8 @@ def _loss_and_grad(problem, grad_output=None, with_grad=True):
         return problem.reduce(loss), None
 
     # dL/dx_n = s_n (p_n A_n - a_n), written into e's buffer
-    s = problem.scale(grad_output)                      # s_n, float64
-    A = a.mass()                                        # A_n = sum_c a_nc, float64
+    s = problem.scale(grad_output)  # s_n, float64
+    A = a.mass()  # A_n = sum_c a_nc, float64
     grad = e
     if isinstance(a, _IndexTarget):
         # p_y - 1 = -(sum of the other classes' e) / S. S - e_y gives that sum exactly
@@ -576,15 +597,15 @@ def _loss_and_grad(problem, grad_output=None, with_grad=True):
         others = S - e_y
         confident = np.flatnonzero(e_y > 0.5 * S)
         if confident.size:
-            rows = grad[confident]                       # a copy of the confident rows
+            rows = grad[confident]  # a copy of the confident rows
             rows[np.arange(confident.size), a.y[confident]] = 0
             others[confident] = np.sum(rows, axis=1, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         grad *= (s * A / S).astype(grad.dtype)[:, None]  # s * p * A
-        a.subtract_from(grad, s)                         # - s * a
+        a.subtract_from(grad, s)  # - s * a
         if isinstance(a, _IndexTarget):
             # the true class without cancellation: p_y A - a_y = A (p_y - 1) + (A - a_y),
             # with A - a_y the spread over the other classes
             grad[a.rows, a.y] = s * (A * (-others / S) + a.off_target())
-        grad[~a.keep] = 0                                # ignored: exactly zero
+        grad[~a.keep] = 0  # ignored: exactly zero
         return problem.reduce(loss), _cast(problem.unflatten(grad), problem.grad_dtype)

@@ -16,7 +16,7 @@ def define(source, name):
 def checker_for(module, learner_name):
     """``my_gradient`` -> ``module.check_gradient``."""
     assert learner_name.startswith("my_"), learner_name
-    return getattr(module, "check_" + learner_name[len("my_"):])
+    return getattr(module, "check_" + learner_name[len("my_") :])
 
 
 def wrong_answer_params(module):

@@ -13,6 +13,7 @@ def softmax_rows(Z):
 
 # --- exercise 1: the Hessian of one row --------------------------------------
 
+
 def row_right(z, a):
     p = celib.softmax(z)
     return a.sum() * (np.diag(p) - np.outer(p, p))
@@ -20,12 +21,14 @@ def row_right(z, a):
 
 # --- exercise 2: the HVP ------------------------------------------------------
 
+
 def hvp_right(Z, y, V):
     P = softmax_rows(Z)
     return (P * V - P * (P * V).sum(axis=1, keepdims=True)) / len(Z)
 
 
 # --- exercise 3: power iteration ---------------------------------------------
+
 
 def power_right(matvec, v0, steps):
     v = v0 / np.linalg.norm(v0)
@@ -74,7 +77,7 @@ def test_reports_an_unfinished_stub(check, capsys):
     assert check(not_implemented, lang="zh").status == "not_attempted"
     out = capsys.readouterr().out
     assert "尚未作答" in out and "NotImplementedError" in out
-    assert "0x" not in out                       # no addresses in a printed input
+    assert "0x" not in out  # no addresses in a printed input
 
 
 def test_every_checker_has_a_wrong_answer():
@@ -84,10 +87,12 @@ def test_every_checker_has_a_wrong_answer():
 
 def test_checkers_accept_the_library_quietly(capsys):
     assert ch11.check_hvp(lambda Z, y, V: celib.cross_entropy_hvp(Z, y, V), quiet=True).passed
-    assert ch11.check_row_hessian(     # row c of H = H e_c (H is symmetric)
-        lambda z, a: celib.cross_entropy_hvp(np.tile(z, (len(z), 1)), np.tile(a, (len(z), 1)),
-                                             np.eye(len(z)), reduction="none"),
-        quiet=True).passed
+    assert ch11.check_row_hessian(  # row c of H = H e_c (H is symmetric)
+        lambda z, a: celib.cross_entropy_hvp(
+            np.tile(z, (len(z), 1)), np.tile(a, (len(z), 1)), np.eye(len(z)), reduction="none"
+        ),
+        quiet=True,
+    ).passed
     assert capsys.readouterr().out == ""
 
 

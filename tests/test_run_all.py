@@ -23,9 +23,8 @@ import re
 
 import nbformat
 import pytest
-from nbclient import NotebookClient
-
 from book_helpers import ROOT
+from nbclient import NotebookClient
 
 NOT_ATTEMPTED = {"en": "not attempted yet", "zh": "尚未作答"}
 TAGS = ("exercise-stub", "exercise-check", "exercise-solution", "exercise-solution-check")
@@ -40,8 +39,12 @@ def _has_exercises(path):
     return any("exercise-stub" in _tags(c) for c in nb.cells)
 
 
-NOTEBOOKS = sorted(p for lang in ("en", "zh") for p in (ROOT / "chapters" / lang).glob("*.ipynb")
-                   if _has_exercises(p))
+NOTEBOOKS = sorted(
+    p
+    for lang in ("en", "zh")
+    for p in (ROOT / "chapters" / lang).glob("*.ipynb")
+    if _has_exercises(p)
+)
 
 
 def exercises(nb):
@@ -51,9 +54,10 @@ def exercises(nb):
     for i, cell in enumerate(cells):
         if "exercise-stub" not in _tags(cell):
             continue
-        group = cells[i:i + 4]
-        assert [t for c, t in zip(group, TAGS) if t in _tags(c)] == list(TAGS), \
+        group = cells[i : i + 4]
+        assert [t for c, t in zip(group, TAGS) if t in _tags(c)] == list(TAGS), (
             f"cell {i}: the stub is not followed by check, solution and solution check"
+        )
         name = re.match(r"def (\w+)\(", cell.source).group(1)
         found.append((name, *group))
     return found
@@ -85,16 +89,20 @@ def _cells_for(path):
     groups = exercises(nb)
     assert groups, path
     key = f"{path.parent.name}/{path.name}"
-    cells = [_code(f"%reset -f\nimport os\nos.chdir({str(path.parent)!r})", f"{key}|reset"),
-             _code(setup_cell(nb).source, f"{key}|setup")]
+    cells = [
+        _code(f"%reset -f\nimport os\nos.chdir({str(path.parent)!r})", f"{key}|reset"),
+        _code(setup_cell(nb).source, f"{key}|setup"),
+    ]
     for name, stub, check, solution, solution_check in groups:
         assert name in module.WRONG_ANSWERS, f"{module.__name__}.WRONG_ANSWERS lacks {name}"
         pasted = re.sub(rf"\b{name}_solution\b", name, solution.source)
         cells += [
-            _code(stub.source, f"{key}|stub"), _code(check.source, f"{key}|{name}:untouched"),
+            _code(stub.source, f"{key}|stub"),
+            _code(check.source, f"{key}|{name}:untouched"),
             _code(module.WRONG_ANSWERS[name], f"{key}|wrong"),
             _code(check.source, f"{key}|{name}:wrong"),
-            _code(pasted, f"{key}|pasted"), _code(check.source, f"{key}|{name}:pasted"),
+            _code(pasted, f"{key}|pasted"),
+            _code(check.source, f"{key}|{name}:pasted"),
             _code(solution.source, f"{key}|solution"),
             _code(solution_check.source, f"{key}|{name}:solution"),
         ]
@@ -107,8 +115,13 @@ def run_all():
     notebook: ``%reset -f``), so that numpy, torch and matplotlib are imported once."""
     cells = [c for path in NOTEBOOKS for c in _cells_for(path)]
     run = nbformat.v4.new_notebook(cells=cells)
-    NotebookClient(run, timeout=600, kernel_name="python3", allow_errors=True,
-                   resources={"metadata": {"path": str(ROOT)}}).execute()
+    NotebookClient(
+        run,
+        timeout=600,
+        kernel_name="python3",
+        allow_errors=True,
+        resources={"metadata": {"path": str(ROOT)}},
+    ).execute()
     results = {}
     for cell in run.cells:
         key, label = cell.metadata["run_all"].split("|")
@@ -127,10 +140,12 @@ def test_run_all(path, run_all):
         if ":" not in label:
             continue
         name, variant = label.split(":")
-        out = "".join(o.get("text", "") for o in outputs
-                      if o.output_type == "stream" and o.name == "stdout")
-        assert not [o for o in outputs if o.output_type == "execute_result"], \
+        out = "".join(
+            o.get("text", "") for o in outputs if o.output_type == "stream" and o.name == "stdout"
+        )
+        assert not [o for o in outputs if o.output_type == "execute_result"], (
             f"{key}, {name} ({variant}): the check cell shows an Out[] value"
+        )
         where = f"{key}, {name}, {variant}:\n{out}"
         if variant == "untouched":
             assert NOT_ATTEMPTED[lang] in out and "✓" not in out and "✗" not in out, where
@@ -139,4 +154,4 @@ def test_run_all(path, run_all):
         else:
             assert out.startswith("✓") and "✗" not in out, where
         checked += 1
-    assert checked >= 4 * 2, key     # at least two exercises, four checks each
+    assert checked >= 4 * 2, key  # at least two exercises, four checks each

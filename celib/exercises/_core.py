@@ -37,7 +37,7 @@ MESSAGES = {
         "pass": "✓ {name}: all {n} cases pass.",
         "fail": "✗ {name}: case {i} of {n} ({label}) fails.",
         "not_attempted": "… {name}: not attempted yet (the stub still raises NotImplementedError; "
-                         "write your code in its cell and run it again).",
+        "write your code in its cell and run it again).",
         "input": "  input:    {value}",
         "expected": "  expected: {value}",
         "actual": "  actual:   {value}",
@@ -51,7 +51,7 @@ MESSAGES = {
         "first_diff": "  first differing entries ({count} of {size} differ):",
         "entry": "    {index}: expected {expected}, actual {actual}",
         "tolerance": "  tolerance: |actual - expected| <= atol + rtol * |expected| with "
-                     "rtol = {rtol:g}, atol = {atol:g}; NaN must match NaN, infinities exactly",
+        "rtol = {rtol:g}, atol = {atol:g}; NaN must match NaN, infinities exactly",
         "tolerance_exact": "  tolerance: exact (rtol = 0, atol = 0)",
         "of_what": "{what}: ",
     },
@@ -59,7 +59,7 @@ MESSAGES = {
         "pass": "✓ {name}：全部 {n} 個測試案例通過。",
         "fail": "✗ {name}：第 {i} 個測試案例（共 {n} 個，{label}）未通過。",
         "not_attempted": "… {name}：尚未作答（練習儲存格仍會拋出 NotImplementedError；"
-                         "請在該儲存格寫好程式碼後再執行一次）。",
+        "請在該儲存格寫好程式碼後再執行一次）。",
         "input": "  輸入：　{value}",
         "expected": "  預期值：{value}",
         "actual": "  實際值：{value}",
@@ -73,7 +73,7 @@ MESSAGES = {
         "first_diff": "  最先出現差異的元素（{size} 個中有 {count} 個不同）：",
         "entry": "    {index}：預期 {expected}，實際 {actual}",
         "tolerance": "  容許誤差：|actual - expected| <= atol + rtol * |expected|，"
-                     "rtol = {rtol:g}，atol = {atol:g}；NaN 須對應 NaN，無限大須完全相同",
+        "rtol = {rtol:g}，atol = {atol:g}；NaN 須對應 NaN，無限大須完全相同",
         "tolerance_exact": "  容許誤差：須完全相等（rtol = 0，atol = 0）",
         "of_what": "{what}：",
     },
@@ -153,8 +153,10 @@ def _lang(lang):
 
         lang = book.CURRENT_LANG
     if lang not in MESSAGES:
-        raise ValueError(f"lang must be one of {', '.join(repr(x) for x in LANGS)} "
-                         f"('en' English, 'zh' Traditional Chinese), got {lang!r}")
+        raise ValueError(
+            f"lang must be one of {', '.join(repr(x) for x in LANGS)} "
+            f"('en' English, 'zh' Traditional Chinese), got {lang!r}"
+        )
     return lang
 
 
@@ -177,8 +179,7 @@ def _fmt(value):
         inner = ", ".join(_fmt(v) for v in value)
         return f"[{inner}]" if isinstance(value, list) else f"({inner})"
     if isinstance(value, np.ndarray):
-        with np.printoptions(precision=8, suppress=False, threshold=12, edgeitems=2,
-                             linewidth=100):
+        with np.printoptions(precision=8, suppress=False, threshold=12, edgeitems=2, linewidth=100):
             body = np.array2string(value, separator=", ")
         body = " ".join(body.split())
         if value.ndim == 0:
@@ -225,7 +226,7 @@ class _Mismatch(Exception):
 def _as_array(value, msg, what, *, exact):
     """The learner's value as an ndarray, or _Mismatch saying what was expected."""
     prefix = msg["of_what"].format(what=what) if what else ""
-    if hasattr(value, "detach") and hasattr(value, "numpy"):   # a torch tensor
+    if hasattr(value, "detach") and hasattr(value, "numpy"):  # a torch tensor
         try:
             value = value.detach().cpu().numpy()
         except Exception:  # bfloat16 and the like: no NumPy dtype
@@ -236,8 +237,9 @@ def _as_array(value, msg, what, *, exact):
         arr = np.asarray(value)
     except Exception:  # ragged lists and the like
         raise _Mismatch([msg["not_array"].format(what=prefix, actual=_describe(value))]) from None
-    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number)
-                                   or np.issubdtype(arr.dtype, np.bool_)):
+    if arr.dtype == object or not (
+        np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.bool_)
+    ):
         raise _Mismatch([msg["not_array"].format(what=prefix, actual=_describe(value))])
     if np.issubdtype(arr.dtype, np.complexfloating):
         raise _Mismatch([msg["not_array"].format(what=prefix, actual=_describe(value))])
@@ -250,10 +252,18 @@ def _compare(actual, expected, case, msg, what):
     """None when ``actual`` matches ``expected`` (both ndarrays), else the report lines."""
     prefix = msg["of_what"].format(what=what) if what else ""
     if actual.shape != expected.shape:
-        hint = (msg["transposed"] if actual.ndim == 2 and actual.shape == expected.shape[::-1]
-                and actual.shape != expected.shape else "")
-        return [msg["shape"].format(what=prefix, expected=expected.shape, actual=actual.shape,
-                                    hint=hint)]
+        hint = (
+            msg["transposed"]
+            if actual.ndim == 2
+            and actual.shape == expected.shape[::-1]
+            and actual.shape != expected.shape
+            else ""
+        )
+        return [
+            msg["shape"].format(
+                what=prefix, expected=expected.shape, actual=actual.shape, hint=hint
+            )
+        ]
     a = actual.astype(np.float64)
     e = expected.astype(np.float64)
     with np.errstate(invalid="ignore", over="ignore"):
@@ -272,8 +282,9 @@ def _compare(actual, expected, case, msg, what):
         for idx in bad[:3]:
             idx = tuple(int(i) for i in idx)
             label = "[" + ", ".join(str(i) for i in idx) + "]"
-            lines.append(msg["entry"].format(index=label, expected=_num(e[idx]),
-                                             actual=_num(a[idx])))
+            lines.append(
+                msg["entry"].format(index=label, expected=_num(e[idx]), actual=_num(a[idx]))
+            )
     if a.size <= 12:
         lines.append(msg["expected"].format(value=_fmt(e if e.ndim else float(e))))
         lines.append(msg["actual"].format(value=_fmt(a if a.ndim else float(a))))
@@ -294,10 +305,19 @@ def _check_one(actual_raw, expected_raw, case, msg, outputs, exact):
         actual = _as_array(actual_raw, msg, "", exact=exact)
         return _compare(actual, expected, case, msg, "")
     names = tuple(outputs)
-    if hasattr(actual_raw, "detach") or isinstance(actual_raw, (np.ndarray, dict, str)) \
-            or not hasattr(actual_raw, "__len__") or len(actual_raw) != len(names):
-        raise _Mismatch([msg["not_tuple"].format(k=len(names), names=", ".join(names),
-                                                 actual=_describe(actual_raw))])
+    if (
+        hasattr(actual_raw, "detach")
+        or isinstance(actual_raw, (np.ndarray, dict, str))
+        or not hasattr(actual_raw, "__len__")
+        or len(actual_raw) != len(names)
+    ):
+        raise _Mismatch(
+            [
+                msg["not_tuple"].format(
+                    k=len(names), names=", ".join(names), actual=_describe(actual_raw)
+                )
+            ]
+        )
     for part, ref, what in zip(actual_raw, expected_raw, names):
         lines = _compare(_as_array(part, msg, what, exact=exact), np.asarray(ref), case, msg, what)
         if lines is not None:
@@ -305,8 +325,18 @@ def _check_one(actual_raw, expected_raw, case, msg, outputs, exact):
     return None
 
 
-def run_checker(name, learner_fn, reference_fn, cases, *, lang=None, quiet=False,
-                params=None, outputs=None, exact=False):
+def run_checker(
+    name,
+    learner_fn,
+    reference_fn,
+    cases,
+    *,
+    lang=None,
+    quiet=False,
+    params=None,
+    outputs=None,
+    exact=False,
+):
     """Run ``learner_fn`` and ``reference_fn`` on each case and compare.
 
     Parameters

@@ -45,6 +45,7 @@ def _summaries(x, bounds):
 # exercise 1: combine per-shard (max, sum of exponentials) into the global lse
 # ---------------------------------------------------------------------------
 
+
 def _combine_reference(maxes, sumexps):
     m = maxes.max(axis=0)
     safe = np.where(np.isfinite(m), m, 0.0)
@@ -57,18 +58,26 @@ def _combine_cases():
     x = r.normal(size=(4, 10)) * 3
     big = r.normal(size=(3, 9)) * 3 + np.array([[0.0] * 3 + [900.0] * 3 + [-900.0] * 3])
     return [
-        Case({"maxes": np.array([[1.0], [2.0]]), "sumexps": np.array([[1.5], [1.0]])},
-             {"en": "one row, two shards", "zh": "一列，兩個分片"}),
-        Case(dict(zip(("maxes", "sumexps"), _summaries(x, [(0, 5), (5, 10)]))),
-             {"en": "two even shards", "zh": "兩個等寬分片"}),
-        Case(dict(zip(("maxes", "sumexps"), _summaries(x, [(0, 2), (2, 9), (9, 10)]))),
-             {"en": "three uneven shards", "zh": "三個寬度不等的分片"}),
-        Case(dict(zip(("maxes", "sumexps"), _summaries(big, [(0, 3), (3, 6), (6, 9)]))),
-             {"en": "shards 900 apart (e^900 overflows)",
-              "zh": "相差 900 的分片（e^900 會溢位）"}),
-        Case(dict(zip(("maxes", "sumexps"), _summaries(x, [(0, 6), (6, 6), (6, 10)]))),
-             {"en": "an empty shard (m = -inf, S = 0)",
-              "zh": "空的分片（m = -inf，S = 0）"}),
+        Case(
+            {"maxes": np.array([[1.0], [2.0]]), "sumexps": np.array([[1.5], [1.0]])},
+            {"en": "one row, two shards", "zh": "一列，兩個分片"},
+        ),
+        Case(
+            dict(zip(("maxes", "sumexps"), _summaries(x, [(0, 5), (5, 10)]))),
+            {"en": "two even shards", "zh": "兩個等寬分片"},
+        ),
+        Case(
+            dict(zip(("maxes", "sumexps"), _summaries(x, [(0, 2), (2, 9), (9, 10)]))),
+            {"en": "three uneven shards", "zh": "三個寬度不等的分片"},
+        ),
+        Case(
+            dict(zip(("maxes", "sumexps"), _summaries(big, [(0, 3), (3, 6), (6, 9)]))),
+            {"en": "shards 900 apart (e^900 overflows)", "zh": "相差 900 的分片（e^900 會溢位）"},
+        ),
+        Case(
+            dict(zip(("maxes", "sumexps"), _summaries(x, [(0, 6), (6, 6), (6, 10)]))),
+            {"en": "an empty shard (m = -inf, S = 0)", "zh": "空的分片（m = -inf，S = 0）"},
+        ),
     ]
 
 
@@ -94,13 +103,20 @@ def check_combine_lse(fn, *, lang=None, quiet=False):
     CheckResult
         Truthy only when every case matches (rtol 1e-6, atol 1e-9, float64).
     """
-    return run_checker(exercise_title("12.1", "my_combine_lse"),
-                       fn, _combine_reference, _combine_cases(), lang=lang, quiet=quiet)
+    return run_checker(
+        exercise_title("12.1", "my_combine_lse"),
+        fn,
+        _combine_reference,
+        _combine_cases(),
+        lang=lang,
+        quiet=quiet,
+    )
 
 
 # ---------------------------------------------------------------------------
 # exercise 2: one shard's gradient from the global lse
 # ---------------------------------------------------------------------------
+
 
 def _shard_grad_reference(local_logits, target, lse, vocab_start):
     N, V_local = local_logits.shape
@@ -118,20 +134,25 @@ def _shard_grad_cases():
     lse = reference.logsumexp(x)
 
     def shard(lo, hi, label):
-        return Case({"local_logits": x[:, lo:hi].copy(), "target": y, "lse": lse,
-                     "vocab_start": lo},
-                    label)
+        return Case(
+            {"local_logits": x[:, lo:hi].copy(), "target": y, "lse": lse, "vocab_start": lo}, label
+        )
 
     big = np.array([[1000.0, 999.0, 0.0, -1000.0]])
     return [
         shard(0, 5, {"en": "the first of two shards", "zh": "兩個分片中的第一個"}),
         shard(5, 10, {"en": "the second of two shards", "zh": "兩個分片中的第二個"}),
         shard(4, 6, {"en": "a middle shard of width 2", "zh": "寬度為 2 的中間分片"}),
-        shard(1, 3, {"en": "a shard owning none of the targets",
-                     "zh": "不含任何目標類別的分片"}),
-        Case({"local_logits": big[:, 1:3].copy(), "target": np.array([0]),
-                  "lse": reference.logsumexp(big), "vocab_start": 1},
-             {"en": "logits near 1000", "zh": "接近 1000 的 logits"}),
+        shard(1, 3, {"en": "a shard owning none of the targets", "zh": "不含任何目標類別的分片"}),
+        Case(
+            {
+                "local_logits": big[:, 1:3].copy(),
+                "target": np.array([0]),
+                "lse": reference.logsumexp(big),
+                "vocab_start": 1,
+            },
+            {"en": "logits near 1000", "zh": "接近 1000 的 logits"},
+        ),
     ]
 
 
@@ -159,8 +180,14 @@ def check_shard_grad(fn, *, lang=None, quiet=False):
     CheckResult
         Truthy only when every case matches (rtol 1e-6, atol 1e-9, float64).
     """
-    return run_checker(exercise_title("12.2", "my_shard_grad"),
-                       fn, _shard_grad_reference, _shard_grad_cases(), lang=lang, quiet=quiet)
+    return run_checker(
+        exercise_title("12.2", "my_shard_grad"),
+        fn,
+        _shard_grad_reference,
+        _shard_grad_cases(),
+        lang=lang,
+        quiet=quiet,
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -174,25 +201,30 @@ MORE_WRONG_ANSWERS = {
         "forgets to rescale each S_r to the global maximum": (
             "def my_combine_lse(maxes, sumexps):\n"
             "    m = maxes.max(axis=0)\n"
-            "    return m + np.log(sumexps.sum(axis=0))\n"),
+            "    return m + np.log(sumexps.sum(axis=0))\n"
+        ),
         "undoes the shift with raw exponentials (overflow)": (
             "def my_combine_lse(maxes, sumexps):\n"
             "    with np.errstate(over='ignore'):\n"
-            "        return np.log((sumexps * np.exp(maxes)).sum(axis=0))\n"),
+            "        return np.log((sumexps * np.exp(maxes)).sum(axis=0))\n"
+        ),
         "mean of the shards' lse": (
             "def my_combine_lse(maxes, sumexps):\n"
             "    with np.errstate(divide='ignore', invalid='ignore'):\n"
-            "        return (maxes + np.log(sumexps)).mean(axis=0)\n"),
+            "        return (maxes + np.log(sumexps)).mean(axis=0)\n"
+        ),
         "sum of the shards' lse": (
             "def my_combine_lse(maxes, sumexps):\n"
             "    with np.errstate(divide='ignore', invalid='ignore'):\n"
-            "        return (maxes + np.log(sumexps)).sum(axis=0)\n"),
+            "        return (maxes + np.log(sumexps)).sum(axis=0)\n"
+        ),
         "float32": (
             "def my_combine_lse(maxes, sumexps):\n"
             "    m = maxes.max(axis=0)\n"
             "    with np.errstate(divide='ignore'):\n"
             "        lse = m + np.log((sumexps * np.exp(maxes - m)).sum(axis=0))\n"
-            "    return lse.astype(np.float32)\n"),
+            "    return lse.astype(np.float32)\n"
+        ),
     },
     "my_shard_grad": {
         "a softmax over the shard's own columns": (
@@ -203,7 +235,8 @@ MORE_WRONG_ANSWERS = {
             "    for n in range(N):\n"
             "        if vocab_start <= target[n] < vocab_start + local_logits.shape[1]:\n"
             "            g[n, target[n] - vocab_start] -= 1 / N\n"
-            "    return g\n"),
+            "    return g\n"
+        ),
         "the one-hot of another shard's target wraps around (negative index)": (
             "def my_shard_grad(local_logits, target, lse, vocab_start):\n"
             "    N, V_local = local_logits.shape\n"
@@ -211,33 +244,39 @@ MORE_WRONG_ANSWERS = {
             "    for n in range(N):\n"
             "        if target[n] - vocab_start < V_local:\n"
             "            g[n, target[n] - vocab_start] -= 1 / N\n"
-            "    return g\n"),
+            "    return g\n"
+        ),
         "one-hot forgotten": (
             "def my_shard_grad(local_logits, target, lse, vocab_start):\n"
-            "    return np.exp(local_logits - lse[:, None]) / len(local_logits)\n"),
+            "    return np.exp(local_logits - lse[:, None]) / len(local_logits)\n"
+        ),
         "missing 1/N": (
             "def my_shard_grad(local_logits, target, lse, vocab_start):\n"
             "    N, V_local = local_logits.shape\n"
             "    g = np.exp(local_logits - lse[:, None])\n"
             "    mine = (target >= vocab_start) & (target < vocab_start + V_local)\n"
             "    g[np.arange(N)[mine], target[mine] - vocab_start] -= 1.0\n"
-            "    return g\n"),
+            "    return g\n"
+        ),
         "sign error (one-hot - p)": (
             "def my_shard_grad(local_logits, target, lse, vocab_start):\n"
             "    N, V_local = local_logits.shape\n"
             "    g = -np.exp(local_logits - lse[:, None]) / N\n"
             "    mine = (target >= vocab_start) & (target < vocab_start + V_local)\n"
             "    g[np.arange(N)[mine], target[mine] - vocab_start] += 1.0 / N\n"
-            "    return g\n"),
+            "    return g\n"
+        ),
         "float32": (
             "def my_shard_grad(local_logits, target, lse, vocab_start):\n"
             "    N, V_local = local_logits.shape\n"
             "    g = np.exp(local_logits - lse[:, None]) / N\n"
             "    mine = (target >= vocab_start) & (target < vocab_start + V_local)\n"
             "    g[np.arange(N)[mine], target[mine] - vocab_start] -= 1.0 / N\n"
-            "    return g.astype(np.float32)\n"),
+            "    return g.astype(np.float32)\n"
+        ),
     },
 }
 
-WRONG_ANSWERS = {name: next(iter(variants.values()))
-                 for name, variants in MORE_WRONG_ANSWERS.items()}
+WRONG_ANSWERS = {
+    name: next(iter(variants.values())) for name, variants in MORE_WRONG_ANSWERS.items()
+}
