@@ -320,6 +320,8 @@ class _ProbTarget:
         self.w_local = None if weight is None else weight.to(cdt)[start:start + V_local]
         self.eps, self.V, self.cdt = eps, V, cdt
         self.M = q_rows.shape[0]
+        # every row counts; with no classes (V = 0) each loss is an empty sum, 0
+        self.keep = torch.full((self.M,), V > 0, dtype=torch.bool, device=q_rows.device)
 
     def a(self, lo, hi):
         a = self.q[lo:hi].to(self.cdt)
@@ -380,6 +382,9 @@ def _forward_rows(x, tgt, lo, hi, group):
     lse = lse.masked_fill(no_softmax, math.nan)
     log_s = log_s.masked_fill(no_softmax, math.nan)
     loss, mass = tgt.finish(log_s, list(stacked[1:]), lo, hi)
+    # a kept row with no softmax (all -inf, a +inf or a NaN) is NaN even where its effective
+    # target is all zero, as in celib.reference (V = 0 rows are empty sums: 0, and not kept)
+    loss = torch.where(tgt.keep[lo:hi] & ~torch.isfinite(log_s), math.nan, loss)
     return lse, loss, mass
 
 
