@@ -127,6 +127,7 @@ class _Spec:
         self.local_shape = local_shape
         self.dtype = logits_dtype
         self.has_weight = weight is not None
+        self.extra = None   # what else must agree (the linear variant: H and chunk_size)
 
     def fingerprint(self, target, weight):
         """What must agree between ranks: options, shapes (less the shard width), dtypes."""
@@ -134,7 +135,8 @@ class _Spec:
         shape[self.class_axis] = -1
         text = repr((self.reduction, self.ignore_index, self.eps, self.kind, tuple(shape),
                      str(self.dtype), str(target.dtype),
-                     None if weight is None else (tuple(weight.shape), str(weight.dtype))))
+                     None if weight is None else (tuple(weight.shape), str(weight.dtype)),
+                     self.extra))
         return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=6).digest(), "little")
 
     def rows(self, t):
@@ -206,7 +208,7 @@ def _agree(group, device, spec, error, target, weight):
         end += widths[r]
     V = end
     names = {3: "options or shapes (reduction, ignore_index, label_smoothing, target kind, "
-                "row shape, dtypes)",
+                "row shape, dtypes, input width H, chunk_size)",
              4: "targets", 5: "targets", 6: "weights", 7: "weights", 8: "target kinds"}
     for col in (3, 8, 4, 5, 6, 7):
         differ = [r for r in range(world) if table[r, col] != table[0, col]]
@@ -441,7 +443,7 @@ class _VocabParallelCE(torch.autograd.Function):
 
 
 def _prepare(shape, dtype, device, target, weight, ignore_index, reduction, label_smoothing,
-             vocab_start, group, probe):
+             vocab_start, group, probe, extra=None):
     """Local checks, then the metadata exchange (always reached, so no rank is left waiting)."""
     if not dist.is_available() or not dist.is_initialized():
         raise RuntimeError("torch.distributed is not initialised: call "
@@ -451,6 +453,7 @@ def _prepare(shape, dtype, device, target, weight, ignore_index, reduction, labe
     try:
         spec = _Spec(shape, dtype, target, weight, ignore_index, reduction, label_smoothing,
                      vocab_start, device)
+        spec.extra = extra
     except Exception as exc:  # noqa: BLE001  (any rejection reaches the exchange: no rank waits)
         error = exc
     V, _, _ = _agree(group, _comm_device(group, probe), spec, error, target, weight)
@@ -645,7 +648,8 @@ def vocab_parallel_linear_cross_entropy(input, local_linear_weight, target, *, v
     linear_bias : torch.Tensor, shape (V_local,), optional
         This rank's shard of the bias.
     chunk_size : int, optional
-        Rows per chunk, the same on every rank; default about 2^20 / V_local rows.
+        Rows per chunk, the same on every rank; default about 2^20 / ceil(V / world) rows
+        (the same on every rank, whatever the shards).
 
     Returns
     -------
@@ -667,7 +671,8 @@ def vocab_parallel_linear_cross_entropy(input, local_linear_weight, target, *, v
     TypeError, ValueError, IndexError, RuntimeError
         As :func:`~celib.distributed.vocab_parallel_cross_entropy` (the same error on every
         rank), and
-        ValueError for shapes of input, local_linear_weight and linear_bias that do not fit.
+        ValueError for shapes of input, local_linear_weight and linear_bias that do not fit,
+        and, on every rank, for an input width H or a chunk_size that differs between ranks.
     """
     error = None
     try:
@@ -697,10 +702,16 @@ def vocab_parallel_linear_cross_entropy(input, local_linear_weight, target, *, v
         _prepare_failed(group, error, input)
     N = input.shape[0] if input.dim() == 2 else 1
     shape = (input.shape[0], V_local) if input.dim() == 2 else (V_local,)
+    # every rank must run the same chunks (2 collectives each): chunk_size and H are agreed
+    # with the other options, and the default depends on global sizes only (not V_local,
+    # which differs between uneven shards)
     spec, V, group = _prepare(shape, input.dtype, input.device, target, weight, ignore_index,
-                              reduction, label_smoothing, vocab_start, group, input)
+                              reduction, label_smoothing, vocab_start, group, input,
+                              extra=(int(input.shape[-1]),
+                                     None if chunk_size is None else int(chunk_size)))
+    world = dist.get_world_size(group)
     chunk = int(chunk_size) if chunk_size is not None else max(1, min(N, (1 << 20) //
-                                                                       max(V_local, 1)))
+                                                                       max(-(-V // world), 1)))
     x = input.reshape(spec.M, input.shape[-1])
     return _VocabParallelLinearCE.apply(x, local_linear_weight, linear_bias, target, weight,
                                         spec, V, group, chunk)

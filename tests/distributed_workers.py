@@ -267,6 +267,28 @@ def bad_inputs(rank, world):
         torch.randn(N, 3, dtype=torch.float64), torch.randn(hi - lo, 3, dtype=torch.float64),
         bad_target, vocab_start=lo))
     out["linear-target-out-of-range"] = lin
+    # the linear variant runs 2 collectives per chunk: every rank must run the same chunks
+    lin_x = torch.randn(N, 3, dtype=torch.float64)
+    lin_w = torch.randn(hi - lo, 3, dtype=torch.float64)
+    out["chunk-size-differs"] = _attempt(lambda: vocab_parallel_linear_cross_entropy(
+        lin_x, lin_w, target, vocab_start=lo, chunk_size=1 if rank == world - 1 else 2))
+    width = 2 if rank == world - 1 else 3
+    out["input-width-differs"] = _attempt(lambda: vocab_parallel_linear_cross_entropy(
+        lin_x[:, :width], lin_w[:, :width], target, vocab_start=lo))
+    # the default chunk_size with uneven shards (all classes on the last rank, the others
+    # empty): 2^20 / 8 + 1 rows were two chunks of 2^20 / V_local rows on the last rank and
+    # one of 2^20 rows on the others, which then waited for each other
+    rows = (1 << 20) // V + 1
+    g_rows = torch.Generator().manual_seed(4)
+    xs, Ws = (torch.randn(rows, 2, generator=g_rows, dtype=torch.float64),
+              torch.randn(V, 2, generator=g_rows, dtype=torch.float64))
+    ys = torch.randint(0, V, (rows,), generator=g_rows)
+    lo_e, hi_e = (0, V) if rank == world - 1 else (0, 0)   # the last rank holds every class
+    loss = _attempt(lambda: out.__setitem__("_loss", vocab_parallel_linear_cross_entropy(
+        xs, Ws[lo_e:hi_e], ys, vocab_start=lo_e)))
+    out["default-chunk-uneven-shards"] = (
+        abs(float(out.pop("_loss")) - float(F.cross_entropy(xs @ Ws.T, ys)))
+        if loss[0] is None else float("inf"))
     return out
 
 

@@ -299,7 +299,7 @@ def test_product_representable_although_scale_times_mass_overflows(dtype, weight
     """H v is linear in the class weights: with weights w / 1e10 and the result times 1e10
     nothing overflows; s_n A_n itself is beyond the dtype's range (torch gives NaN here)."""
     v = V * (1e-6 if dtype == np.float32 else 1.0)
-    kw = dict(reduction="sum", label_smoothing=0.2, grad_output=grad_output)
+    kw = {"reduction": "sum", "label_smoothing": 0.2, "grad_output": grad_output}
     hv = celib.cross_entropy_hvp(X.astype(dtype), Y, v.astype(dtype),
                                  weight=np.full(5, weight, dtype), **kw)
     expected = celib.cross_entropy_hvp(X, Y, v, weight=np.full(5, weight / 1e10), **kw) * 1e10
