@@ -135,8 +135,12 @@ class _Spec:
         shape[self.class_axis] = -1
         text = repr((self.reduction, self.ignore_index, self.eps, self.kind, tuple(shape),
                      str(self.dtype), str(target.dtype),
-                     None if weight is None else (tuple(weight.shape), str(weight.dtype)),
-                     self.extra))
+                     None if weight is None else (tuple(weight.shape), str(weight.dtype))))
+        return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=6).digest(), "little")
+
+    def extra_fingerprint(self):
+        """The same for what else must agree (the linear variant's H and chunk_size)."""
+        text = repr(self.extra)
         return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=6).digest(), "little")
 
     def rows(self, t):
@@ -152,7 +156,8 @@ class _Spec:
 # the metadata exchange: one small all-reduce, the same verdict on every rank
 # ---------------------------------------------------------------------------
 
-_FIELDS = 9   # error, start, width, fingerprint, target checksums (2), weight checksums (2), kind
+_FIELDS = 10  # error, start, width, fingerprint, target checksums (2), weight checksums (2), kind,
+#               the linear variant's (H, chunk_size)
 
 
 def _comm_device(group, tensor):
@@ -182,7 +187,7 @@ def _agree(group, device, spec, error, target, weight):
         t1, t2 = _checksums(target) if spec.kind == "indices" else (0.0, 0.0)
         w1, w2 = _checksums(weight)
         row = [0.0, spec.vocab_start, spec.V_local, spec.fingerprint(target, weight),
-               t1, t2, w1, w2, 1.0 if spec.kind == "indices" else 2.0]
+               t1, t2, w1, w2, 1.0 if spec.kind == "indices" else 2.0, spec.extra_fingerprint()]
     else:
         row = [1.0] + [0.0] * (_FIELDS - 1)
     table[rank] = torch.tensor(row, dtype=torch.float64, device=device)
@@ -208,9 +213,10 @@ def _agree(group, device, spec, error, target, weight):
         end += widths[r]
     V = end
     names = {3: "options or shapes (reduction, ignore_index, label_smoothing, target kind, "
-                "row shape, dtypes, input width H, chunk_size)",
-             4: "targets", 5: "targets", 6: "weights", 7: "weights", 8: "target kinds"}
-    for col in (3, 8, 4, 5, 6, 7):
+                "row shape, dtypes)",
+             4: "targets", 5: "targets", 6: "weights", 7: "weights", 8: "target kinds",
+             9: "linear layer's input width H or chunk_size"}
+    for col in (3, 8, 9, 4, 5, 6, 7):
         differ = [r for r in range(world) if table[r, col] != table[0, col]]
         if differ:
             raise ValueError(f"vocab_parallel_cross_entropy: the {names[col]} differ between "
@@ -244,6 +250,12 @@ def _check_class_indices(target, V, ignore_index):
 def _times(coef, value):
     """coef * value, exactly 0 where coef is 0 (even where value is inf or NaN)."""
     return torch.where(coef != 0, coef * value, 0.0)
+
+
+def _no_softmax_nan(loss, log_s):
+    """NaN for a row with no softmax (all -inf, a +inf or a NaN: log_s not finite), even where
+    its effective target is all zero (zero weights or probabilities), as celib.reference."""
+    return torch.where(torch.isfinite(log_s), loss, math.nan)
 
 
 class _IndexTarget:
@@ -297,7 +309,7 @@ class _IndexTarget:
             beta = self.beta[lo:hi]
             loss = loss + _times(beta, log_s * self.sum_w - sums[1])
             mass = alpha + beta * self.sum_w
-        return torch.where(self.keep[lo:hi], loss, 0.0), mass
+        return torch.where(self.keep[lo:hi], _no_softmax_nan(loss, log_s), 0.0), mass
 
     def grad(self, p, s, mass, lo, hi):
         """s (p A - a) on this rank's columns, in place of p."""
@@ -322,8 +334,6 @@ class _ProbTarget:
         self.w_local = None if weight is None else weight.to(cdt)[start:start + V_local]
         self.eps, self.V, self.cdt = eps, V, cdt
         self.M = q_rows.shape[0]
-        # every row counts; with no classes (V = 0) each loss is an empty sum, 0
-        self.keep = torch.full((self.M,), V > 0, dtype=torch.bool, device=q_rows.device)
 
     def a(self, lo, hi):
         a = self.q[lo:hi].to(self.cdt)
@@ -343,7 +353,8 @@ class _ProbTarget:
 
     def finish(self, log_s, sums, lo, hi):
         ax, mass = sums
-        return _times(mass, log_s) - ax, mass
+        loss = _times(mass, log_s) - ax
+        return (_no_softmax_nan(loss, log_s) if self.V else loss), mass   # V = 0: empty sums
 
     def grad(self, p, s, mass, lo, hi):
         s = s if s.dim() == 0 else s[lo:hi]
@@ -384,9 +395,6 @@ def _forward_rows(x, tgt, lo, hi, group):
     lse = lse.masked_fill(no_softmax, math.nan)
     log_s = log_s.masked_fill(no_softmax, math.nan)
     loss, mass = tgt.finish(log_s, list(stacked[1:]), lo, hi)
-    # a kept row with no softmax (all -inf, a +inf or a NaN) is NaN even where its effective
-    # target is all zero, as in celib.reference (V = 0 rows are empty sums: 0, and not kept)
-    loss = torch.where(tgt.keep[lo:hi] & ~torch.isfinite(log_s), math.nan, loss)
     return lse, loss, mass
 
 
@@ -508,7 +516,7 @@ def vocab_parallel_cross_entropy(local_logits, target, *, vocab_start, group=Non
 
     Notes
     -----
-    Collectives: one all-reduce of a (world, 9) float64 metadata table, run before any
+    Collectives: one all-reduce of a (world, 10) float64 metadata table, run before any
     number is computed, so that all ranks raise the same error rather than some of
     them waiting in a collective; then one all-reduce MAX of the row maxima m_n and
     one all-reduce SUM of 2 to 3 stacked numbers per row: sum_c e^(x_nc - m_n), the
