@@ -127,6 +127,7 @@ class _Spec:
         self.local_shape = local_shape
         self.dtype = logits_dtype
         self.has_weight = weight is not None
+        self.extra = None   # what else must agree (the linear variant: H and chunk_size)
 
     def fingerprint(self, target, weight):
         """What must agree between ranks: options, shapes (less the shard width), dtypes."""
@@ -135,6 +136,11 @@ class _Spec:
         text = repr((self.reduction, self.ignore_index, self.eps, self.kind, tuple(shape),
                      str(self.dtype), str(target.dtype),
                      None if weight is None else (tuple(weight.shape), str(weight.dtype))))
+        return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=6).digest(), "little")
+
+    def extra_fingerprint(self):
+        """The same for what else must agree (the linear variant's H and chunk_size)."""
+        text = repr(self.extra)
         return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=6).digest(), "little")
 
     def rows(self, t):
@@ -150,7 +156,8 @@ class _Spec:
 # the metadata exchange: one small all-reduce, the same verdict on every rank
 # ---------------------------------------------------------------------------
 
-_FIELDS = 9   # error, start, width, fingerprint, target checksums (2), weight checksums (2), kind
+_FIELDS = 10  # error, start, width, fingerprint, target checksums (2), weight checksums (2), kind,
+#               the linear variant's (H, chunk_size)
 
 
 def _comm_device(group, tensor):
@@ -180,7 +187,7 @@ def _agree(group, device, spec, error, target, weight):
         t1, t2 = _checksums(target) if spec.kind == "indices" else (0.0, 0.0)
         w1, w2 = _checksums(weight)
         row = [0.0, spec.vocab_start, spec.V_local, spec.fingerprint(target, weight),
-               t1, t2, w1, w2, 1.0 if spec.kind == "indices" else 2.0]
+               t1, t2, w1, w2, 1.0 if spec.kind == "indices" else 2.0, spec.extra_fingerprint()]
     else:
         row = [1.0] + [0.0] * (_FIELDS - 1)
     table[rank] = torch.tensor(row, dtype=torch.float64, device=device)
@@ -207,8 +214,9 @@ def _agree(group, device, spec, error, target, weight):
     V = end
     names = {3: "options or shapes (reduction, ignore_index, label_smoothing, target kind, "
                 "row shape, dtypes)",
-             4: "targets", 5: "targets", 6: "weights", 7: "weights", 8: "target kinds"}
-    for col in (3, 8, 4, 5, 6, 7):
+             4: "targets", 5: "targets", 6: "weights", 7: "weights", 8: "target kinds",
+             9: "linear layer's input width H or chunk_size"}
+    for col in (3, 8, 9, 4, 5, 6, 7):
         differ = [r for r in range(world) if table[r, col] != table[0, col]]
         if differ:
             raise ValueError(f"vocab_parallel_cross_entropy: the {names[col]} differ between "
@@ -242,6 +250,12 @@ def _check_class_indices(target, V, ignore_index):
 def _times(coef, value):
     """coef * value, exactly 0 where coef is 0 (even where value is inf or NaN)."""
     return torch.where(coef != 0, coef * value, 0.0)
+
+
+def _no_softmax_nan(loss, log_s):
+    """NaN for a row with no softmax (all -inf, a +inf or a NaN: log_s not finite), even where
+    its effective target is all zero (zero weights or probabilities), as celib.reference."""
+    return torch.where(torch.isfinite(log_s), loss, math.nan)
 
 
 class _IndexTarget:
@@ -295,7 +309,7 @@ class _IndexTarget:
             beta = self.beta[lo:hi]
             loss = loss + _times(beta, log_s * self.sum_w - sums[1])
             mass = alpha + beta * self.sum_w
-        return torch.where(self.keep[lo:hi], loss, 0.0), mass
+        return torch.where(self.keep[lo:hi], _no_softmax_nan(loss, log_s), 0.0), mass
 
     def grad(self, p, s, mass, lo, hi):
         """s (p A - a) on this rank's columns, in place of p."""
@@ -339,7 +353,8 @@ class _ProbTarget:
 
     def finish(self, log_s, sums, lo, hi):
         ax, mass = sums
-        return _times(mass, log_s) - ax, mass
+        loss = _times(mass, log_s) - ax
+        return (_no_softmax_nan(loss, log_s) if self.V else loss), mass   # V = 0: empty sums
 
     def grad(self, p, s, mass, lo, hi):
         s = s if s.dim() == 0 else s[lo:hi]
@@ -436,7 +451,7 @@ class _VocabParallelCE(torch.autograd.Function):
 
 
 def _prepare(shape, dtype, device, target, weight, ignore_index, reduction, label_smoothing,
-             vocab_start, group, probe):
+             vocab_start, group, probe, extra=None):
     """Local checks, then the metadata exchange (always reached, so no rank is left waiting)."""
     if not dist.is_available() or not dist.is_initialized():
         raise RuntimeError("torch.distributed is not initialised: call "
@@ -446,6 +461,7 @@ def _prepare(shape, dtype, device, target, weight, ignore_index, reduction, labe
     try:
         spec = _Spec(shape, dtype, target, weight, ignore_index, reduction, label_smoothing,
                      vocab_start, device)
+        spec.extra = extra
     except Exception as exc:  # noqa: BLE001  (any rejection reaches the exchange: no rank waits)
         error = exc
     V, _, _ = _agree(group, _comm_device(group, probe), spec, error, target, weight)
@@ -500,7 +516,7 @@ def vocab_parallel_cross_entropy(local_logits, target, *, vocab_start, group=Non
 
     Notes
     -----
-    Collectives: one all-reduce of a (world, 9) float64 metadata table, run before any
+    Collectives: one all-reduce of a (world, 10) float64 metadata table, run before any
     number is computed, so that all ranks raise the same error rather than some of
     them waiting in a collective; then one all-reduce MAX of the row maxima m_n and
     one all-reduce SUM of 2 to 3 stacked numbers per row: sum_c e^(x_nc - m_n), the
@@ -640,7 +656,8 @@ def vocab_parallel_linear_cross_entropy(input, local_linear_weight, target, *, v
     linear_bias : torch.Tensor, shape (V_local,), optional
         This rank's shard of the bias.
     chunk_size : int, optional
-        Rows per chunk, the same on every rank; default about 2^20 / V_local rows.
+        Rows per chunk, the same on every rank; default about 2^20 / ceil(V / world) rows
+        (the same on every rank, whatever the shards).
 
     Returns
     -------
@@ -662,7 +679,8 @@ def vocab_parallel_linear_cross_entropy(input, local_linear_weight, target, *, v
     TypeError, ValueError, IndexError, RuntimeError
         As :func:`~celib.distributed.vocab_parallel_cross_entropy` (the same error on every
         rank), and
-        ValueError for shapes of input, local_linear_weight and linear_bias that do not fit.
+        ValueError for shapes of input, local_linear_weight and linear_bias that do not fit,
+        and, on every rank, for an input width H or a chunk_size that differs between ranks.
     """
     error = None
     try:
@@ -692,10 +710,16 @@ def vocab_parallel_linear_cross_entropy(input, local_linear_weight, target, *, v
         _prepare_failed(group, error, input)
     N = input.shape[0] if input.dim() == 2 else 1
     shape = (input.shape[0], V_local) if input.dim() == 2 else (V_local,)
+    # every rank must run the same chunks (2 collectives each): chunk_size and H are agreed
+    # with the other options, and the default depends on global sizes only (not V_local,
+    # which differs between uneven shards)
     spec, V, group = _prepare(shape, input.dtype, input.device, target, weight, ignore_index,
-                              reduction, label_smoothing, vocab_start, group, input)
+                              reduction, label_smoothing, vocab_start, group, input,
+                              extra=(int(input.shape[-1]),
+                                     None if chunk_size is None else int(chunk_size)))
+    world = dist.get_world_size(group)
     chunk = int(chunk_size) if chunk_size is not None else max(1, min(N, (1 << 20) //
-                                                                       max(V_local, 1)))
+                                                                       max(-(-V // world), 1)))
     x = input.reshape(spec.M, input.shape[-1])
     return _VocabParallelLinearCE.apply(x, local_linear_weight, linear_bias, target, weight,
                                         spec, V, group, chunk)

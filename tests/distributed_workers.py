@@ -39,9 +39,12 @@ def _err(a, b):
     nan_a, nan_b = torch.isnan(a), torch.isnan(b)
     if not torch.equal(nan_a, nan_b):
         return float("inf")
-    if a.numel() == 0 or bool(nan_a.all()):
+    inf_a, inf_b = torch.isinf(a), torch.isinf(b)   # infinities must match, sign included
+    if not (torch.equal(inf_a, inf_b) and torch.equal(a[inf_a], b[inf_b])):
+        return float("inf")
+    keep = ~nan_a & ~inf_a   # (inf - inf would be NaN, which max() in the parent ignores)
+    if not bool(keep.any()):
         return 0.0
-    keep = ~nan_a
     scale = max(1.0, float(b[keep].abs().max()))
     return float((a[keep] - b[keep]).abs().max()) / scale
 
@@ -120,6 +123,20 @@ def option_space(rank, world):
     with_ninf[1, 3] = -float("inf")
     out["minus-inf-logit"] = _one(rank, world, with_ninf, torch.tensor([1, 0]), None, bounds,
                                   reduction="none", label_smoothing=0.1)
+    # a row with no softmax (NaN, +inf, all -inf) is NaN unless ignored, even where its
+    # effective target is all zero (weight 0, or a zero probability row), as the reference
+    broken = logits.repeat(2, 1)
+    broken[0, 2], broken[1, 5], broken[2] = float("nan"), float("inf"), -float("inf")
+    zero_w = torch.zeros(7, dtype=torch.float64)
+    out["no-softmax-zero-weight"] = _one(rank, world, broken, torch.tensor([1, 0, 3, -100]),
+                                         zero_w, bounds, reduction="none")
+    out["no-softmax-zero-weight-smoothed"] = _one(rank, world, broken, torch.tensor([1, 0, 3, 2]),
+                                                  zero_w, bounds, reduction="sum",
+                                                  label_smoothing=0.1)
+    zero_q = torch.zeros(4, 7, dtype=torch.float64)
+    zero_q[3, 1] = 1.0
+    out["no-softmax-zero-probabilities"] = _one(rank, world, broken, zero_q, None, bounds,
+                                                reduction="none")
     return out
 
 
@@ -250,6 +267,28 @@ def bad_inputs(rank, world):
         torch.randn(N, 3, dtype=torch.float64), torch.randn(hi - lo, 3, dtype=torch.float64),
         bad_target, vocab_start=lo))
     out["linear-target-out-of-range"] = lin
+    # the linear variant runs 2 collectives per chunk: every rank must run the same chunks
+    lin_x = torch.randn(N, 3, dtype=torch.float64)
+    lin_w = torch.randn(hi - lo, 3, dtype=torch.float64)
+    out["chunk-size-differs"] = _attempt(lambda: vocab_parallel_linear_cross_entropy(
+        lin_x, lin_w, target, vocab_start=lo, chunk_size=1 if rank == world - 1 else 2))
+    width = 2 if rank == world - 1 else 3
+    out["input-width-differs"] = _attempt(lambda: vocab_parallel_linear_cross_entropy(
+        lin_x[:, :width], lin_w[:, :width], target, vocab_start=lo))
+    # the default chunk_size with uneven shards (all classes on the last rank, the others
+    # empty): 2^20 / 8 + 1 rows were two chunks of 2^20 / V_local rows on the last rank and
+    # one of 2^20 rows on the others, which then waited for each other
+    rows = (1 << 20) // V + 1
+    g_rows = torch.Generator().manual_seed(4)
+    xs, Ws = (torch.randn(rows, 2, generator=g_rows, dtype=torch.float64),
+              torch.randn(V, 2, generator=g_rows, dtype=torch.float64))
+    ys = torch.randint(0, V, (rows,), generator=g_rows)
+    lo_e, hi_e = (0, V) if rank == world - 1 else (0, 0)   # the last rank holds every class
+    loss = _attempt(lambda: out.__setitem__("_loss", vocab_parallel_linear_cross_entropy(
+        xs, Ws[lo_e:hi_e], ys, vocab_start=lo_e)))
+    out["default-chunk-uneven-shards"] = (
+        abs(float(out.pop("_loss")) - float(F.cross_entropy(xs @ Ws.T, ys)))
+        if loss[0] is None else float("inf"))
     return out
 
 

@@ -88,7 +88,7 @@ def test_matches_dtensor_loss_parallel(results):
 
 SHARED = ["target-out-of-range", "negative-target", "gap", "reduction-differs",
           "smoothing-differs", "target-differs", "weight-wrong-length",
-          "linear-target-out-of-range"]
+          "linear-target-out-of-range", "chunk-size-differs", "input-width-differs"]
 
 
 @pytest.mark.parametrize("world", WORLDS)
@@ -119,6 +119,13 @@ def test_a_mistake_on_one_rank_raises_on_every_rank(results, world, case, error)
     assert errors[0][0] == error, errors[0]
     for kind, message in errors[1:]:
         assert kind == "RuntimeError" and "rank(s) [0]" in message
+
+
+@pytest.mark.parametrize("world", WORLDS)
+def test_linear_default_chunks_agree_across_uneven_shards(results, world):
+    """The default chunk_size once depended on V_local: uneven shards ran different numbers
+    of chunks (and so of collectives) and the ranks waited for each other forever."""
+    assert all(out["bad"]["default-chunk-uneven-shards"] < 1e-12 for out in results(world))
 
 
 @pytest.mark.parametrize("world", WORLDS)
