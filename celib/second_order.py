@@ -65,6 +65,8 @@ def cross_entropy_hvp(logits, target, v, *, weight=None, ignore_index=-100, redu
         logits -inf, or one +inf, or a NaN) gets NaN, as does every element of a
         'mean' whose denominator is 0 (NaN loss), as in :func:`celib.cross_entropy_grad`.
         A -inf logit has probability 0 and gets 0 (NaN where its v is inf or NaN).
+        Finite wherever the product is representable, even where s_n A_n alone
+        overflows (huge class weights or grad_output; torch returns NaN there).
 
     Raises
     ------
@@ -97,7 +99,18 @@ def cross_entropy_hvp(logits, target, v, *, weight=None, ignore_index=-100, redu
         u -= np.take_along_axis(u, j, axis=1)
         # p . u; v_j's own term is 0 (except v_j inf or NaN: then NaN, as it should)
         pu = np.sum(p * u, axis=1, keepdims=True, dtype=np.float64).astype(x.dtype)
-        coef = (s * a.mass()).astype(x.dtype)[:, None]      # s_n A_n
-        hv = coef * (p * (u - pu))
+        A = a.mass()
+        coef = (s * A).astype(x.dtype)[:, None]             # s_n A_n
+        h = p * (u - pu)
+        hv = coef * h
+        # s_n A_n beyond the compute dtype's range while s_n and A_n are finite (huge class
+        # weights, a large grad_output): the product with h (|h| <= max |v|) may still be
+        # representable, so form it from the mantissas and exponents of s_n and A_n
+        big = np.flatnonzero(np.isinf(coef[:, 0]) & np.isfinite(s) & np.isfinite(A))
+        if big.size:
+            ms, es = np.frexp(s[big])
+            ma, ea = np.frexp(A[big])
+            hv[big] = np.ldexp((ms * ma)[:, None] * h[big].astype(np.float64),
+                               (es + ea)[:, None]).astype(x.dtype)
     hv[~a.keep] = 0                                         # ignored: exactly zero
     return problem.unflatten(hv).astype(problem.dtype, copy=False)

@@ -291,8 +291,6 @@ def test_confident_rows_keep_relative_accuracy():
     assert hv[0, 0] != 0
 
 
-@pytest.mark.xfail(strict=True, reason="fix in commit 5d9922a, held back: chapter 11 prints "
-                   "the source of cross_entropy_hvp, so it needs the notebooks re-executed")
 @pytest.mark.parametrize("dtype,weight,grad_output", [
     (np.float64, 1.5e308, 2.0),      # s_n A_n = 3e308 overflows float64
     (np.float32, 1e30, 1e12),        # s_n A_n = 1e42 overflows float32, |Hv| about 1e35
