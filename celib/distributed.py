@@ -59,6 +59,7 @@ _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 # local checks (no communication)
 # ---------------------------------------------------------------------------
 
+
 def _compute_dtype(dtype):
     return torch.float64 if dtype == torch.float64 else torch.float32
 
@@ -67,8 +68,10 @@ def _check_float_tensor(t, name):
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
     if t.dtype not in _FLOAT_DTYPES:
-        raise TypeError(f"{name} must hold floating-point numbers (float16, bfloat16, float32 "
-                        f"or float64), got dtype {t.dtype}")
+        raise TypeError(
+            f"{name} must hold floating-point numbers (float16, bfloat16, float32 "
+            f"or float64), got dtype {t.dtype}"
+        )
 
 
 def _check_int(value, name, minimum=None):
@@ -82,8 +85,18 @@ def _check_int(value, name, minimum=None):
 class _Spec:
     """The locally checked arguments of one call (shapes, kind, options)."""
 
-    def __init__(self, local_shape, logits_dtype, target, weight, ignore_index, reduction,
-                 label_smoothing, vocab_start, device):
+    def __init__(
+        self,
+        local_shape,
+        logits_dtype,
+        target,
+        weight,
+        ignore_index,
+        reduction,
+        label_smoothing,
+        vocab_start,
+        device,
+    ):
         if not isinstance(target, torch.Tensor):
             raise TypeError(f"target must be a torch.Tensor, got {type(target).__name__}")
         _checks.check_reduction(reduction)
@@ -91,51 +104,69 @@ class _Spec:
         self.ignore_index = _checks.check_ignore_index(ignore_index)
         self.vocab_start = _check_int(vocab_start, "vocab_start", 0)
         if len(local_shape) == 0:
-            raise ValueError("local_logits must have at least one dimension (the classes), "
-                             "got a scalar")
+            raise ValueError(
+                "local_logits must have at least one dimension (the classes), got a scalar"
+            )
         self.class_axis = 0 if len(local_shape) == 1 else 1
         self.V_local = local_shape[self.class_axis]
-        self.loss_shape = local_shape[:self.class_axis] + local_shape[self.class_axis + 1:]
+        self.loss_shape = local_shape[: self.class_axis] + local_shape[self.class_axis + 1 :]
         self.M = math.prod(self.loss_shape)
         if tuple(target.shape) == local_shape and target.dtype.is_floating_point:
             self.kind = "probabilities"
             _checks.check_probability_options(self.ignore_index)
         elif tuple(target.shape) == self.loss_shape:
-            if target.dtype.is_floating_point or target.dtype == torch.bool \
-                    or target.dtype.is_complex:
+            if (
+                target.dtype.is_floating_point
+                or target.dtype == torch.bool
+                or target.dtype.is_complex
+            ):
                 raise TypeError(f"class-index targets must be integers, got dtype {target.dtype}")
             self.kind = "indices"
         else:
             raise ValueError(
                 f"target of shape {tuple(target.shape)} does not match local_logits of shape "
                 f"{local_shape}: expected global class indices of shape {self.loss_shape} or "
-                f"this rank's shard of probabilities, of shape {local_shape}")
+                f"this rank's shard of probabilities, of shape {local_shape}"
+            )
         if target.device != device and device.type != "meta":
             raise ValueError(f"target is on {target.device} but the logits on {device}")
         if weight is not None:
             _check_float_tensor(weight, "weight")
             if weight.dim() != 1:
-                raise ValueError(f"weight must be the global (V,) class-weight vector, got shape "
-                                 f"{tuple(weight.shape)}")
+                raise ValueError(
+                    f"weight must be the global (V,) class-weight vector, got shape "
+                    f"{tuple(weight.shape)}"
+                )
             if weight.device != device and device.type != "meta":
                 raise ValueError(f"weight is on {weight.device} but the logits on {device}")
             if weight.requires_grad and torch.is_grad_enabled():
-                raise RuntimeError("weight requires grad, but the loss is not differentiable "
-                                   "with respect to the class weights (as in torch); pass "
-                                   "weight.detach()")
+                raise RuntimeError(
+                    "weight requires grad, but the loss is not differentiable "
+                    "with respect to the class weights (as in torch); pass "
+                    "weight.detach()"
+                )
         self.reduction = reduction
         self.local_shape = local_shape
         self.dtype = logits_dtype
         self.has_weight = weight is not None
-        self.extra = None   # what else must agree (the linear variant: H and chunk_size)
+        self.extra = None  # what else must agree (the linear variant: H and chunk_size)
 
     def fingerprint(self, target, weight):
         """What must agree between ranks: options, shapes (less the shard width), dtypes."""
         shape = list(self.local_shape)
         shape[self.class_axis] = -1
-        text = repr((self.reduction, self.ignore_index, self.eps, self.kind, tuple(shape),
-                     str(self.dtype), str(target.dtype),
-                     None if weight is None else (tuple(weight.shape), str(weight.dtype))))
+        text = repr(
+            (
+                self.reduction,
+                self.ignore_index,
+                self.eps,
+                self.kind,
+                tuple(shape),
+                str(self.dtype),
+                str(target.dtype),
+                None if weight is None else (tuple(weight.shape), str(weight.dtype)),
+            )
+        )
         return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=6).digest(), "little")
 
     def extra_fingerprint(self):
@@ -186,8 +217,18 @@ def _agree(group, device, spec, error, target, weight):
     if error is None:
         t1, t2 = _checksums(target) if spec.kind == "indices" else (0.0, 0.0)
         w1, w2 = _checksums(weight)
-        row = [0.0, spec.vocab_start, spec.V_local, spec.fingerprint(target, weight),
-               t1, t2, w1, w2, 1.0 if spec.kind == "indices" else 2.0, spec.extra_fingerprint()]
+        row = [
+            0.0,
+            spec.vocab_start,
+            spec.V_local,
+            spec.fingerprint(target, weight),
+            t1,
+            t2,
+            w1,
+            w2,
+            1.0 if spec.kind == "indices" else 2.0,
+            spec.extra_fingerprint(),
+        ]
     else:
         row = [1.0] + [0.0] * (_FIELDS - 1)
     table[rank] = torch.tensor(row, dtype=torch.float64, device=device)
@@ -197,8 +238,10 @@ def _agree(group, device, spec, error, target, weight):
     if failed:
         if error is not None:
             raise error
-        raise RuntimeError(f"vocab_parallel_cross_entropy: rank(s) {failed} of {world} rejected "
-                           "their arguments (see the error raised there); nothing was computed")
+        raise RuntimeError(
+            f"vocab_parallel_cross_entropy: rank(s) {failed} of {world} rejected "
+            "their arguments (see the error raised there); nothing was computed"
+        )
     starts = [int(s) for s in table[:, 1]]
     widths = [int(w) for w in table[:, 2]]
     ranges = ", ".join(f"rank {r}: [{s}, {s + w})" for r, (s, w) in enumerate(zip(starts, widths)))
@@ -207,24 +250,36 @@ def _agree(group, device, spec, error, target, weight):
     for r in order:
         if starts[r] != end:
             what = "a gap" if starts[r] > end else "an overlap"
-            raise ValueError(f"the vocabulary shards do not tile [0, V): {what} at class "
-                             f"{min(end, starts[r])} ({ranges}); each rank's [vocab_start, "
-                             "vocab_start + V_local) must follow the previous one")
+            raise ValueError(
+                f"the vocabulary shards do not tile [0, V): {what} at class "
+                f"{min(end, starts[r])} ({ranges}); each rank's [vocab_start, "
+                "vocab_start + V_local) must follow the previous one"
+            )
         end += widths[r]
     V = end
-    names = {3: "options or shapes (reduction, ignore_index, label_smoothing, target kind, "
-                "row shape, dtypes)",
-             4: "targets", 5: "targets", 6: "weights", 7: "weights", 8: "target kinds",
-             9: "linear layer's input width H or chunk_size"}
+    names = {
+        3: "options or shapes (reduction, ignore_index, label_smoothing, target kind, "
+        "row shape, dtypes)",
+        4: "targets",
+        5: "targets",
+        6: "weights",
+        7: "weights",
+        8: "target kinds",
+        9: "linear layer's input width H or chunk_size",
+    }
     for col in (3, 8, 9, 4, 5, 6, 7):
         differ = [r for r in range(world) if table[r, col] != table[0, col]]
         if differ:
-            raise ValueError(f"vocab_parallel_cross_entropy: the {names[col]} differ between "
-                             f"rank 0 and rank(s) {differ}; every rank must pass the same "
-                             "target (class indices), weight and options")
+            raise ValueError(
+                f"vocab_parallel_cross_entropy: the {names[col]} differ between "
+                f"rank 0 and rank(s) {differ}; every rank must pass the same "
+                "target (class indices), weight and options"
+            )
     if weight is not None and weight.shape[0] != V:
-        raise ValueError(f"weight of shape {tuple(weight.shape)} does not match the global "
-                         f"vocabulary of {V} classes ({ranges}): expected shape ({V},)")
+        raise ValueError(
+            f"weight of shape {tuple(weight.shape)} does not match the global "
+            f"vocabulary of {V} classes ({ranges}): expected shape ({V},)"
+        )
     if spec.kind == "indices":
         _check_class_indices(target, V, spec.ignore_index)
     return V, starts, widths
@@ -238,14 +293,17 @@ def _check_class_indices(target, V, ignore_index):
         position = tuple(int(i) for i in np.unravel_index(flat, tuple(target.shape)))
         value = int(target.reshape(-1)[flat])
         valid = f"0 to {V - 1}, or " if V else "none but "
-        raise IndexError(f"target {value} at position {position} is out of bounds for {V} "
-                         f"classes (valid: {valid}ignore_index={ignore_index}); the same error "
-                         "is raised on every rank")
+        raise IndexError(
+            f"target {value} at position {position} is out of bounds for {V} "
+            f"classes (valid: {valid}ignore_index={ignore_index}); the same error "
+            "is raised on every rank"
+        )
 
 
 # ---------------------------------------------------------------------------
 # the effective target on this rank's columns
 # ---------------------------------------------------------------------------
+
 
 def _times(coef, value):
     """coef * value, exactly 0 where coef is 0 (even where value is inf or NaN)."""
@@ -271,10 +329,12 @@ class _IndexTarget:
         self.owned = self.keep & (self.y >= start) & (self.y < start + V_local)
         self.y_local = torch.where(self.owned, self.y - start, 0)
         self.w = None if weight is None else weight.to(cdt)
-        self.w_local = None if weight is None else self.w[start:start + V_local]
-        self.w_y = (self.keep.to(cdt) if self.w is None or V == 0 else
-                    torch.where(self.keep, self.w[self.y], torch.zeros((), dtype=cdt,
-                                                                       device=y.device)))
+        self.w_local = None if weight is None else self.w[start : start + V_local]
+        self.w_y = (
+            self.keep.to(cdt)
+            if self.w is None or V == 0
+            else torch.where(self.keep, self.w[self.y], torch.zeros((), dtype=cdt, device=y.device))
+        )
         self.alpha = (1.0 - eps) * self.w_y
         self.beta = self.keep.to(cdt) * (eps / V) if eps and V else None
         self.sum_w = float(V) if self.w is None else self.w.sum()
@@ -296,7 +356,7 @@ class _IndexTarget:
             xs = x - shift[:, None]
             if self.w is None:
                 out.append(xs.sum(dim=1))
-            else:   # classes of weight 0 skipped (0 * inf would be NaN)
+            else:  # classes of weight 0 skipped (0 * inf would be NaN)
                 out.append(torch.where(self.w_local != 0, xs, 0.0) @ self.w_local)
         return out
 
@@ -331,7 +391,7 @@ class _ProbTarget:
 
     def __init__(self, q_rows, V, start, V_local, weight, eps, cdt):
         self.q = q_rows
-        self.w_local = None if weight is None else weight.to(cdt)[start:start + V_local]
+        self.w_local = None if weight is None else weight.to(cdt)[start : start + V_local]
         self.eps, self.V, self.cdt = eps, V, cdt
         self.M = q_rows.shape[0]
 
@@ -354,7 +414,7 @@ class _ProbTarget:
     def finish(self, log_s, sums, lo, hi):
         ax, mass = sums
         loss = _times(mass, log_s) - ax
-        return (_no_softmax_nan(loss, log_s) if self.V else loss), mass   # V = 0: empty sums
+        return (_no_softmax_nan(loss, log_s) if self.V else loss), mass  # V = 0: empty sums
 
     def grad(self, p, s, mass, lo, hi):
         s = s if s.dim() == 0 else s[lo:hi]
@@ -371,8 +431,16 @@ class _ProbTarget:
 
 def _make_target(spec, target, weight, V, cdt):
     if spec.kind == "indices":
-        return _IndexTarget(target.reshape(spec.M), V, spec.vocab_start, spec.V_local, weight,
-                            spec.ignore_index, spec.eps, cdt)
+        return _IndexTarget(
+            target.reshape(spec.M),
+            V,
+            spec.vocab_start,
+            spec.V_local,
+            weight,
+            spec.ignore_index,
+            spec.eps,
+            cdt,
+        )
     return _ProbTarget(spec.rows(target), V, spec.vocab_start, spec.V_local, weight, spec.eps, cdt)
 
 
@@ -380,18 +448,19 @@ def _make_target(spec, target, weight, V, cdt):
 # the forward of a block of rows: 2 collectives (MAX, then one SUM of stacked rows)
 # ---------------------------------------------------------------------------
 
+
 def _forward_rows(x, tgt, lo, hi, group):
     """lse, loss and A_n for rows lo:hi of the local logits x (compute dtype), all ranks at once."""
     n = hi - lo
     m = x.amax(dim=1) if x.shape[1] else x.new_full((n,), -math.inf)
-    dist.all_reduce(m, op=dist.ReduceOp.MAX, group=group)       # collective 1: the row maximum
-    shift = torch.where(torch.isfinite(m), m, 0.0)               # torch's logsumexp convention
+    dist.all_reduce(m, op=dist.ReduceOp.MAX, group=group)  # collective 1: the row maximum
+    shift = torch.where(torch.isfinite(m), m, 0.0)  # torch's logsumexp convention
     parts = [torch.exp(x - shift[:, None]).sum(dim=1)] + tgt.partial_sums(x, shift, lo, hi)
     stacked = torch.stack(parts)
     dist.all_reduce(stacked, op=dist.ReduceOp.SUM, group=group)  # collective 2: all sums at once
     log_s = torch.log(stacked[0])
     lse = shift + log_s
-    no_softmax = lse == math.inf          # a row holding +inf: NaN, as celib's torch path
+    no_softmax = lse == math.inf  # a row holding +inf: NaN, as celib's torch path
     lse = lse.masked_fill(no_softmax, math.nan)
     log_s = log_s.masked_fill(no_softmax, math.nan)
     loss, mass = tgt.finish(log_s, list(stacked[1:]), lo, hi)
@@ -445,22 +514,44 @@ class _VocabParallelCE(torch.autograd.Function):
             p = torch.exp(x - lse[:, None])
             g = tgt.grad(p, s, mass, 0, spec.M)
             grad_logits = spec.unrows(g.to(local_logits.dtype))
-        if ctx.needs_input_grad[1]:   # probability targets (class indices are integers)
+        if ctx.needs_input_grad[1]:  # probability targets (class indices are integers)
             grad_target = spec.unrows(tgt.grad_target(x, lse, s, 0, spec.M).to(local_logits.dtype))
         return grad_logits, grad_target, None, None, None, None
 
 
-def _prepare(shape, dtype, device, target, weight, ignore_index, reduction, label_smoothing,
-             vocab_start, group, probe, extra=None):
+def _prepare(
+    shape,
+    dtype,
+    device,
+    target,
+    weight,
+    ignore_index,
+    reduction,
+    label_smoothing,
+    vocab_start,
+    group,
+    probe,
+    extra=None,
+):
     """Local checks, then the metadata exchange (always reached, so no rank is left waiting)."""
     if not dist.is_available() or not dist.is_initialized():
-        raise RuntimeError("torch.distributed is not initialised: call "
-                           "torch.distributed.init_process_group first")
+        raise RuntimeError(
+            "torch.distributed is not initialised: call torch.distributed.init_process_group first"
+        )
     group = group if group is not None else dist.group.WORLD
     spec, error = None, None
     try:
-        spec = _Spec(shape, dtype, target, weight, ignore_index, reduction, label_smoothing,
-                     vocab_start, device)
+        spec = _Spec(
+            shape,
+            dtype,
+            target,
+            weight,
+            ignore_index,
+            reduction,
+            label_smoothing,
+            vocab_start,
+            device,
+        )
         spec.extra = extra
     except Exception as exc:  # noqa: BLE001  (any rejection reaches the exchange: no rank waits)
         error = exc
@@ -468,8 +559,17 @@ def _prepare(shape, dtype, device, target, weight, ignore_index, reduction, labe
     return spec, V, group
 
 
-def vocab_parallel_cross_entropy(local_logits, target, *, vocab_start, group=None, weight=None,
-                                 ignore_index=-100, reduction="mean", label_smoothing=0.0):
+def vocab_parallel_cross_entropy(
+    local_logits,
+    target,
+    *,
+    vocab_start,
+    group=None,
+    weight=None,
+    ignore_index=-100,
+    reduction="mean",
+    label_smoothing=0.0,
+):
     """Cross-entropy of logits whose classes are split across the ranks of a process group.
 
     Every rank passes its own shard of the logits, the columns ``[vocab_start,
@@ -531,11 +631,21 @@ def vocab_parallel_cross_entropy(local_logits, target, *, vocab_start, group=Non
     if not isinstance(local_logits, torch.Tensor) or local_logits.dtype not in _FLOAT_DTYPES:
         try:
             _check_float_tensor(local_logits, "local_logits")
-        except TypeError as exc:   # reach the exchange anyway: the other ranks must not hang
+        except TypeError as exc:  # reach the exchange anyway: the other ranks must not hang
             _prepare_failed(group, exc, local_logits)
-    spec, V, group = _prepare(tuple(local_logits.shape), local_logits.dtype, local_logits.device,
-                              target, weight, ignore_index, reduction, label_smoothing,
-                              vocab_start, group, local_logits)
+    spec, V, group = _prepare(
+        tuple(local_logits.shape),
+        local_logits.dtype,
+        local_logits.device,
+        target,
+        weight,
+        ignore_index,
+        reduction,
+        label_smoothing,
+        vocab_start,
+        group,
+        local_logits,
+    )
     return _VocabParallelCE.apply(local_logits, target, weight, spec, V, group)
 
 
@@ -550,6 +660,7 @@ def _prepare_failed(group, error, probe):
 # the linear variant: chunks of rows, no N x V_local logits
 # ---------------------------------------------------------------------------
 
+
 class _VocabParallelLinearCE(torch.autograd.Function):
     """'mean'/'sum': gradients computed in the forward (2 collectives per chunk), scaled in
     backward. 'none': the backward recomputes each chunk's logits with the saved lse
@@ -563,8 +674,11 @@ class _VocabParallelLinearCE(torch.autograd.Function):
         denom = tgt.denominator()
         want = tuple(ctx.needs_input_grad[:3])
         precompute = spec.reduction != "none" and any(want)
-        s = _scale(spec.reduction, denom, torch.ones((), dtype=cdt, device=x.device), N, cdt) \
-            if precompute else None
+        s = (
+            _scale(spec.reduction, denom, torch.ones((), dtype=cdt, device=x.device), N, cdt)
+            if precompute
+            else None
+        )
         loss = torch.empty(N, dtype=cdt, device=x.device)
         lse = torch.empty(N, dtype=cdt, device=x.device)
         mass = torch.empty(N, dtype=cdt, device=x.device)
@@ -590,11 +704,12 @@ class _VocabParallelLinearCE(torch.autograd.Function):
             spec = ctx.spec
             if spec.reduction != "none":
                 if ctx.grads is None:
-                    raise RuntimeError("vocab_parallel_linear_cross_entropy computes its "
-                                       "gradients in the forward; backward through it a second "
-                                       "time is not supported")
-                grads = tuple(None if g is None else g * grad_output.to(g.dtype)
-                              for g in ctx.grads)
+                    raise RuntimeError(
+                        "vocab_parallel_linear_cross_entropy computes its "
+                        "gradients in the forward; backward through it a second "
+                        "time is not supported"
+                    )
+                grads = tuple(None if g is None else g * grad_output.to(g.dtype) for g in ctx.grads)
             else:
                 x, W, b, lse, mass = ctx.saved_tensors
                 cdt = lse.dtype
@@ -628,10 +743,20 @@ def _linear_grads_add(g, x, W, lo, hi, gx, gw, gb):
         gb += g.sum(dim=0, dtype=gb.dtype)
 
 
-def vocab_parallel_linear_cross_entropy(input, local_linear_weight, target, *, vocab_start,
-                                        group=None, linear_bias=None, weight=None,
-                                        ignore_index=-100, reduction="mean",
-                                        label_smoothing=0.0, chunk_size=None):
+def vocab_parallel_linear_cross_entropy(
+    input,
+    local_linear_weight,
+    target,
+    *,
+    vocab_start,
+    group=None,
+    linear_bias=None,
+    weight=None,
+    ignore_index=-100,
+    reduction="mean",
+    label_smoothing=0.0,
+    chunk_size=None,
+):
     """Cross-entropy of ``input @ W.T + b``, the output layer W split by vocabulary across ranks.
 
     Each rank holds the rows ``[vocab_start, vocab_start + V_local)`` of the (V, H)
@@ -689,17 +814,20 @@ def vocab_parallel_linear_cross_entropy(input, local_linear_weight, target, *, v
         if input.dim() not in (1, 2):
             raise ValueError(f"input must have shape (H,) or (N, H), got {tuple(input.shape)}")
         if local_linear_weight.dim() != 2 or local_linear_weight.shape[1] != input.shape[-1]:
-            raise ValueError(f"local_linear_weight of shape {tuple(local_linear_weight.shape)} "
-                             f"does not match input of shape {tuple(input.shape)}: expected "
-                             f"(V_local, {input.shape[-1]})")
+            raise ValueError(
+                f"local_linear_weight of shape {tuple(local_linear_weight.shape)} "
+                f"does not match input of shape {tuple(input.shape)}: expected "
+                f"(V_local, {input.shape[-1]})"
+            )
         V_local = local_linear_weight.shape[0]
         if linear_bias is not None:
             _check_float_tensor(linear_bias, "linear_bias")
             if tuple(linear_bias.shape) != (V_local,):
-                raise ValueError(f"linear_bias of shape {tuple(linear_bias.shape)} does not "
-                                 f"match local_linear_weight: expected ({V_local},)")
-        for t, name in ((local_linear_weight, "local_linear_weight"),
-                        (linear_bias, "linear_bias")):
+                raise ValueError(
+                    f"linear_bias of shape {tuple(linear_bias.shape)} does not "
+                    f"match local_linear_weight: expected ({V_local},)"
+                )
+        for t, name in ((local_linear_weight, "local_linear_weight"), (linear_bias, "linear_bias")):
             if t is not None and t.dtype != input.dtype:
                 raise TypeError(f"{name} has dtype {t.dtype} but input has dtype {input.dtype}")
         if chunk_size is not None:
@@ -713,21 +841,36 @@ def vocab_parallel_linear_cross_entropy(input, local_linear_weight, target, *, v
     # every rank must run the same chunks (2 collectives each): chunk_size and H are agreed
     # with the other options, and the default depends on global sizes only (not V_local,
     # which differs between uneven shards)
-    spec, V, group = _prepare(shape, input.dtype, input.device, target, weight, ignore_index,
-                              reduction, label_smoothing, vocab_start, group, input,
-                              extra=(int(input.shape[-1]),
-                                     None if chunk_size is None else int(chunk_size)))
+    spec, V, group = _prepare(
+        shape,
+        input.dtype,
+        input.device,
+        target,
+        weight,
+        ignore_index,
+        reduction,
+        label_smoothing,
+        vocab_start,
+        group,
+        input,
+        extra=(int(input.shape[-1]), None if chunk_size is None else int(chunk_size)),
+    )
     world = dist.get_world_size(group)
-    chunk = int(chunk_size) if chunk_size is not None else max(1, min(N, (1 << 20) //
-                                                                       max(-(-V // world), 1)))
+    chunk = (
+        int(chunk_size)
+        if chunk_size is not None
+        else max(1, min(N, (1 << 20) // max(-(-V // world), 1)))
+    )
     x = input.reshape(spec.M, input.shape[-1])
-    return _VocabParallelLinearCE.apply(x, local_linear_weight, linear_bias, target, weight,
-                                        spec, V, group, chunk)
+    return _VocabParallelLinearCE.apply(
+        x, local_linear_weight, linear_bias, target, weight, spec, V, group, chunk
+    )
 
 
 # ---------------------------------------------------------------------------
 # a local process group for the book, the tests and the benchmark
 # ---------------------------------------------------------------------------
+
 
 def _free_port():
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -739,8 +882,9 @@ def _worker(rank, world_size, port, fn, args, results):
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     torch.set_num_threads(1)
     try:
-        dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
-                                world_size=world_size)
+        dist.init_process_group(
+            "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size
+        )
         try:
             out = fn(rank, world_size, *args)
         finally:
@@ -789,8 +933,12 @@ def spawn_local_group(fn, world_size, args=(), *, timeout=120.0):
     ctx.set_forkserver_preload(["torch", "celib.distributed"])
     results = ctx.Queue()
     port = _free_port()
-    procs = [ctx.Process(target=_worker, args=(r, world_size, port, fn, tuple(args), results),
-                         daemon=True) for r in range(world_size)]
+    procs = [
+        ctx.Process(
+            target=_worker, args=(r, world_size, port, fn, tuple(args), results), daemon=True
+        )
+        for r in range(world_size)
+    ]
     for p in procs:
         p.start()
     out, errors = {}, []
@@ -799,15 +947,18 @@ def spawn_local_group(fn, world_size, args=(), *, timeout=120.0):
         while len(out) + len(errors) < world_size:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise RuntimeError(f"spawn_local_group: {world_size - len(out) - len(errors)} "
-                                   f"rank(s) did not finish within {timeout} s")
+                raise RuntimeError(
+                    f"spawn_local_group: {world_size - len(out) - len(errors)} "
+                    f"rank(s) did not finish within {timeout} s"
+                )
             try:
                 rank, ok, value = results.get(timeout=min(left, 1.0))
             except _queue.Empty:
                 if any(p.exitcode not in (None, 0) for p in procs) and results.empty():
                     dead = [r for r, p in enumerate(procs) if p.exitcode not in (None, 0)]
-                    raise RuntimeError(f"spawn_local_group: rank(s) {dead} exited without "
-                                       "a result") from None
+                    raise RuntimeError(
+                        f"spawn_local_group: rank(s) {dead} exited without a result"
+                    ) from None
                 continue
             if ok:
                 out[rank] = value
@@ -847,8 +998,10 @@ def shard_bounds(V, world_size):
 
 
 def _demo_worker(rank, world_size, N, V, seed, cases):
-    return [_demo_case(rank, world_size, case.get("N", N), case.get("V", V), seed, case)
-            for case in cases]
+    return [
+        _demo_case(rank, world_size, case.get("N", N), case.get("V", V), seed, case)
+        for case in cases
+    ]
 
 
 def _demo_case(rank, world_size, N, V, seed, options):
@@ -857,16 +1010,20 @@ def _demo_case(rank, world_size, N, V, seed, options):
     g = torch.Generator().manual_seed(seed)
     logits = torch.randn(N, V, generator=g, dtype=torch.float64) * 3
     target = torch.randint(0, V, (N,), generator=g)
-    weight = torch.rand(V, generator=g, dtype=torch.float64) + 0.5 \
-        if options.get("weight") else None
+    weight = (
+        torch.rand(V, generator=g, dtype=torch.float64) + 0.5 if options.get("weight") else None
+    )
     if options.get("ignore"):
         target[::4] = -100
     lo, hi = shard_bounds(V, world_size)[rank]
     local = logits[:, lo:hi].clone().requires_grad_(True)
-    opts = {"weight": weight, "reduction": options.get("reduction", "mean"),
-            "label_smoothing": options.get("label_smoothing", 0.0)}
+    opts = {
+        "weight": weight,
+        "reduction": options.get("reduction", "mean"),
+        "label_smoothing": options.get("label_smoothing", 0.0),
+    }
     bad = options.get("bad")
-    if bad is not None:   # a deliberate mistake: report what each rank raised
+    if bad is not None:  # a deliberate mistake: report what each rank raised
         start = lo + 1 if bad == "shards" and rank == world_size - 1 else lo
         if bad == "target":
             target[2] = V
@@ -882,10 +1039,14 @@ def _demo_case(rank, world_size, N, V, seed, options):
     full = logits.clone().requires_grad_(True)
     ref = F.cross_entropy(full, target, **opts)
     ref.backward()
-    return {"rank": rank, "columns": (lo, hi), "loss": float(loss.detach()),
-            "reference": float(ref.detach()),
-            "grad_error": float((local.grad - full.grad[:, lo:hi]).abs().max()),
-            "loss_error": abs(float(loss.detach()) - float(ref.detach()))}
+    return {
+        "rank": rank,
+        "columns": (lo, hi),
+        "loss": float(loss.detach()),
+        "reference": float(ref.detach()),
+        "grad_error": float((local.grad - full.grad[:, lo:hi]).abs().max()),
+        "loss_error": abs(float(loss.detach()) - float(ref.detach())),
+    }
 
 
 def run_local_demo(world_size=2, *, N=8, V=11, seed=0, timeout=120.0, cases=None, **options):
@@ -927,8 +1088,9 @@ def run_local_demo(world_size=2, *, N=8, V=11, seed=0, timeout=120.0, cases=None
     return per_case if many else per_case[0]
 
 
-def communication_bytes_per_row(world_size, V, *, itemsize=4, label_smoothing=False,
-                                probabilities=False):
+def communication_bytes_per_row(
+    world_size, V, *, itemsize=4, label_smoothing=False, probabilities=False
+):
     """Bytes each rank sends per row: celib's two all-reduces against all-gathering the logits.
 
     A ring all-reduce of k numbers per row sends 2 (P - 1) / P k numbers per rank; a ring
@@ -946,5 +1108,8 @@ def communication_bytes_per_row(world_size, V, *, itemsize=4, label_smoothing=Fa
     # sum_c a_nc x_nc and A_n (instead of the target's logit) for probabilities
     k = 3 if (label_smoothing or probabilities) else 2
     factor = (P - 1) / P
-    return {"celib_numbers": 1 + k, "celib_bytes": 2 * factor * (1 + k) * itemsize,
-            "allgather_bytes": factor * V * itemsize}
+    return {
+        "celib_numbers": 1 + k,
+        "celib_bytes": 2 * factor * (1 + k) * itemsize,
+        "allgather_bytes": factor * V * itemsize,
+    }

@@ -24,8 +24,17 @@ from .reference import _Problem, _shifted_exp
 __all__ = ["cross_entropy_hvp"]
 
 
-def cross_entropy_hvp(logits, target, v, *, weight=None, ignore_index=-100, reduction="mean",
-                      label_smoothing=0.0, grad_output=None):
+def cross_entropy_hvp(
+    logits,
+    target,
+    v,
+    *,
+    weight=None,
+    ignore_index=-100,
+    reduction="mean",
+    label_smoothing=0.0,
+    grad_output=None,
+):
     """The Hessian of :func:`celib.cross_entropy` with respect to the logits, times ``v``.
 
     For each element n (a row of (N, C) logits, or a position of (N, C, d1, ..., dk) ones)
@@ -81,26 +90,28 @@ def cross_entropy_hvp(logits, target, v, *, weight=None, ignore_index=-100, redu
     problem = _Problem(logits, target, weight, ignore_index, reduction, label_smoothing)
     v = _checks.check_float_array(v, "v")
     if v.shape != problem.shape:
-        raise ValueError(f"v of shape {v.shape} does not match logits of shape {problem.shape}: "
-                         "the direction must have the logits' shape")
-    s = problem.scale(grad_output)                          # s_n, float64 (checks grad_output)
-    x = problem.x                                           # (M, C) rows, compute dtype
+        raise ValueError(
+            f"v of shape {v.shape} does not match logits of shape {problem.shape}: "
+            "the direction must have the logits' shape"
+        )
+    s = problem.scale(grad_output)  # s_n, float64 (checks grad_output)
+    x = problem.x  # (M, C) rows, compute dtype
     M, C = x.shape
     # v's rows, the same flattening as the logits' (class axis last), in the compute dtype
     u = np.moveaxis(v, problem.class_axis, -1).reshape(M, C).astype(x.dtype)  # a new array
     if C == 0:
         return problem.unflatten(u).astype(problem.dtype)
     a = problem.target
-    _, e, S = _shifted_exp(x, axis=1)                       # e = exp(x - m), S = sum(e)
+    _, e, S = _shifted_exp(x, axis=1)  # e = exp(x - m), S = sum(e)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        p = e / S.astype(x.dtype)                           # NaN for a row without a softmax
+        p = e / S.astype(x.dtype)  # NaN for a row without a softmax
         # u = v - v_j, j the most probable class (x_j the maximum): H 1 = 0
         j = np.argmax(np.where(np.isnan(x), np.inf, x), axis=1)[:, None]
         u -= np.take_along_axis(u, j, axis=1)
         # p . u; v_j's own term is 0 (except v_j inf or NaN: then NaN, as it should)
         pu = np.sum(p * u, axis=1, keepdims=True, dtype=np.float64).astype(x.dtype)
         A = a.mass()
-        coef = (s * A).astype(x.dtype)[:, None]             # s_n A_n
+        coef = (s * A).astype(x.dtype)[:, None]  # s_n A_n
         h = p * (u - pu)
         hv = coef * h
         # s_n A_n beyond the compute dtype's range while s_n and A_n are finite (huge class
@@ -110,7 +121,8 @@ def cross_entropy_hvp(logits, target, v, *, weight=None, ignore_index=-100, redu
         if big.size:
             ms, es = np.frexp(s[big])
             ma, ea = np.frexp(A[big])
-            hv[big] = np.ldexp((ms * ma)[:, None] * h[big].astype(np.float64),
-                               (es + ea)[:, None]).astype(x.dtype)
-    hv[~a.keep] = 0                                         # ignored: exactly zero
+            hv[big] = np.ldexp(
+                (ms * ma)[:, None] * h[big].astype(np.float64), (es + ea)[:, None]
+            ).astype(x.dtype)
+    hv[~a.keep] = 0  # ignored: exactly zero
     return problem.unflatten(hv).astype(problem.dtype, copy=False)

@@ -19,7 +19,7 @@ import distributed_workers as workers
 from celib import distributed
 
 WORLDS = (1, 2, 3)
-TIMEOUT = 240.0   # seconds for one group (about 15 s on two busy cores)
+TIMEOUT = 240.0  # seconds for one group (about 15 s on two busy cores)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -28,6 +28,7 @@ def _stop_the_fork_server():
     that no process outlives the tests."""
     yield
     from multiprocessing import forkserver
+
     stop = getattr(forkserver._forkserver, "_stop", None)
     if stop is not None:
         stop()
@@ -40,13 +41,15 @@ def results():
     def get(world):
         if world not in cache:
             try:
-                cache[world] = distributed.spawn_local_group(workers.everything, world,
-                                                             timeout=TIMEOUT)
+                cache[world] = distributed.spawn_local_group(
+                    workers.everything, world, timeout=TIMEOUT
+                )
             except RuntimeError as exc:
                 cache[world] = exc
         if isinstance(cache[world], Exception):
             pytest.fail(f"the group of {world} rank(s) failed: {cache[world]}")
         return cache[world]
+
     return get
 
 
@@ -65,7 +68,7 @@ def _tolerance(name):
 @pytest.mark.parametrize("world", WORLDS)
 def test_every_option_matches_cross_entropy_on_the_full_logits(results, world):
     worst = _worst(results(world), "options")
-    assert len(worst) >= 100   # 2 dtypes x 2 kinds x 3 reductions x weight x smoothing x ...
+    assert len(worst) >= 100  # 2 dtypes x 2 kinds x 3 reductions x weight x smoothing x ...
     assert any("k2" in n for n in worst), "K-dimensional inputs are covered"
     bad = {n: e for n, e in worst.items() if not e <= _tolerance(n)}
     assert not bad, f"loss or gradient differs from F.cross_entropy: {bad}"
@@ -86,9 +89,18 @@ def test_matches_dtensor_loss_parallel(results):
     assert not bad, f"differs from torch.distributed.tensor.parallel.loss_parallel: {bad}"
 
 
-SHARED = ["target-out-of-range", "negative-target", "gap", "reduction-differs",
-          "smoothing-differs", "target-differs", "weight-wrong-length",
-          "linear-target-out-of-range", "chunk-size-differs", "input-width-differs"]
+SHARED = [
+    "target-out-of-range",
+    "negative-target",
+    "gap",
+    "reduction-differs",
+    "smoothing-differs",
+    "target-differs",
+    "weight-wrong-length",
+    "linear-target-out-of-range",
+    "chunk-size-differs",
+    "input-width-differs",
+]
 
 
 @pytest.mark.parametrize("world", WORLDS)
@@ -111,9 +123,14 @@ def test_a_shared_mistake_raises_the_same_error_on_every_rank(results, world, ca
 
 
 @pytest.mark.parametrize("world", [2, 3])
-@pytest.mark.parametrize("case,error", [("bad-argument-on-one-rank", "ValueError"),
-                                        ("not-a-tensor-on-one-rank", "TypeError"),
-                                        ("target-shape-differs", "ValueError")])
+@pytest.mark.parametrize(
+    "case,error",
+    [
+        ("bad-argument-on-one-rank", "ValueError"),
+        ("not-a-tensor-on-one-rank", "TypeError"),
+        ("target-shape-differs", "ValueError"),
+    ],
+)
 def test_a_mistake_on_one_rank_raises_on_every_rank(results, world, case, error):
     errors = [out["bad"][case] for out in results(world)]
     assert errors[0][0] == error, errors[0]
@@ -134,8 +151,7 @@ def test_the_group_still_works_after_every_mistake(results, world):
 
 
 def test_run_local_demo_reports_agreement():
-    out = distributed.run_local_demo(2, N=4, V=5, timeout=TIMEOUT, weight=True,
-                                     label_smoothing=0.1)
+    out = distributed.run_local_demo(2, N=4, V=5, timeout=TIMEOUT, weight=True, label_smoothing=0.1)
     assert [o["columns"] for o in out] == [(0, 3), (3, 5)]
     assert all(o["loss_error"] < 1e-12 and o["grad_error"] < 1e-12 for o in out)
 
@@ -161,5 +177,7 @@ def test_communication_bytes_per_row():
     four = distributed.communication_bytes_per_row(4, 32000)
     assert four["celib_numbers"] == 3 and four["celib_bytes"] == 2 * 0.75 * 3 * 4
     assert four["allgather_bytes"] == 0.75 * 32000 * 4
-    assert distributed.communication_bytes_per_row(4, 32000, label_smoothing=True)[
-        "celib_numbers"] == 4
+    assert (
+        distributed.communication_bytes_per_row(4, 32000, label_smoothing=True)["celib_numbers"]
+        == 4
+    )

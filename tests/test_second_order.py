@@ -41,8 +41,9 @@ def _upstream(problem):
     x, g, opts = problem["logits"], problem["grad_output"], problem["options"]
     if g is not None:
         return np.asarray(g, np.float64)
-    loss_shape = (x.shape[:1] + x.shape[2:] if x.ndim > 1 else ()) if opts["reduction"] == "none" \
-        else ()
+    loss_shape = (
+        (x.shape[:1] + x.shape[2:] if x.ndim > 1 else ()) if opts["reduction"] == "none" else ()
+    )
     return np.ones(loss_shape)
 
 
@@ -51,10 +52,11 @@ def _double_backward(loss_fn, x, v, g):
     xt = torch.from_numpy(np.array(x, np.float64)).requires_grad_(True)
     J = (loss_fn(xt) * torch.from_numpy(g)).sum()
     (grad,) = torch.autograd.grad(J, xt, create_graph=True)
-    if not grad.requires_grad:               # a gradient that does not depend on x (empty input)
+    if not grad.requires_grad:  # a gradient that does not depend on x (empty input)
         return np.zeros(x.shape)
-    (hv,) = torch.autograd.grad(grad, xt, torch.from_numpy(np.array(v, np.float64)),
-                                allow_unused=True)
+    (hv,) = torch.autograd.grad(
+        grad, xt, torch.from_numpy(np.array(v, np.float64)), allow_unused=True
+    )
     return np.zeros(x.shape) if hv is None else hv.numpy()
 
 
@@ -88,13 +90,20 @@ def torch_hvp(problem, v):
 
     def loss_fn(xt):
         if t.shape == x.shape or eps != 1.0:
-            return F.cross_entropy(xt, tt, weight=w, ignore_index=ignore_index,
-                                   reduction=reduction, label_smoothing=eps)
+            return F.cross_entropy(
+                xt,
+                tt,
+                weight=w,
+                ignore_index=ignore_index,
+                reduction=reduction,
+                label_smoothing=eps,
+            )
         # label_smoothing = 1 with class indices: torch adds 0 * NLL, NaN at a -inf target
         # logit; the smoothing term alone, from torch's probability path, masked and reduced
         # with the class-index denominators (as test_reference's torch_oracle)
-        per = F.cross_entropy(xt, torch.zeros_like(xt), weight=w, reduction="none",
-                              label_smoothing=1.0)
+        per = F.cross_entropy(
+            xt, torch.zeros_like(xt), weight=w, reduction="none", label_smoothing=1.0
+        )
         keep = torch.from_numpy(np.asarray(t != ignore_index))
         per = per.masked_fill(~keep, 0.0)
         if reduction == "none":
@@ -114,15 +123,16 @@ def torch_ops_hvp(problem, v):
     from celib.torch_ops import cross_entropy
 
     x, t, opts = problem["logits"], np.asarray(problem["target"]), problem["options"]
-    if t.shape != x.shape and x.size:        # an ignored row of all -inf: no loss either way
+    if t.shape != x.shape and x.size:  # an ignored row of all -inf: no loss either way
         axis = 0 if x.ndim == 1 else 1
         dead = np.expand_dims((t == opts["ignore_index"]) & np.all(np.isneginf(x), axis=axis), axis)
         x = np.where(dead, 0.0, x)
     w = None if opts["weight"] is None else torch.from_numpy(np.array(opts["weight"], np.float64))
     tt = torch.from_numpy(t.astype(np.float64 if t.shape == x.shape else np.int64))
     options = dict(opts, weight=w)
-    return _double_backward(lambda xt: cross_entropy(xt, tt, backend="torch", **options),
-                            x, v, _upstream(problem))
+    return _double_backward(
+        lambda xt: cross_entropy(xt, tt, backend="torch", **options), x, v, _upstream(problem)
+    )
 
 
 def magnitude(problem, v, expected):
@@ -151,6 +161,7 @@ def _hvp(problem, v):
 # agreement with torch's double backward, over the whole option space
 # ---------------------------------------------------------------------------
 
+
 @EXAMPLES
 @given(problems(np.float64))
 def test_agrees_with_torch_double_backward(problem):
@@ -158,8 +169,13 @@ def test_agrees_with_torch_double_backward(problem):
     hv = _hvp(problem, v)
     assert hv.shape == problem["logits"].shape and hv.dtype == np.float64
     expected = torch_hvp(problem, v)
-    assert_agrees(hv, expected, rtol=1e-10, atol=1e-12 * magnitude(problem, v, expected),
-                  what="H v vs torch's double backward")
+    assert_agrees(
+        hv,
+        expected,
+        rtol=1e-10,
+        atol=1e-12 * magnitude(problem, v, expected),
+        what="H v vs torch's double backward",
+    )
 
 
 @EXAMPLES
@@ -169,8 +185,11 @@ def test_agrees_with_torch_ops_double_backward(problem):
     hv = _hvp(problem, v)
     expected = torch_ops_hvp(problem, v)
     x, t, opts = problem["logits"], np.asarray(problem["target"]), problem["options"]
-    if t.shape != x.shape and opts["reduction"] == "mean" and np.isnan(
-            celib.cross_entropy(x, t, **opts)):
+    if (
+        t.shape != x.shape
+        and opts["reduction"] == "mean"
+        and np.isnan(celib.cross_entropy(x, t, **opts))
+    ):
         # a 'mean' of zero denominator: torch_ops's double backward gives its ignored
         # elements NaN (0 * NaN through torch.where's masked branch), where its own gradient
         # and torch's double backward give exactly 0
@@ -178,8 +197,13 @@ def test_agrees_with_torch_ops_double_backward(problem):
         ignored = np.broadcast_to(ignored, x.shape)
         assert np.all(hv[ignored] == 0)
         expected = np.where(ignored, 0.0, expected)
-    assert_agrees(hv, expected, rtol=1e-10, atol=1e-12 * magnitude(problem, v, expected),
-                  what="H v vs celib.torch_ops.cross_entropy's double backward")
+    assert_agrees(
+        hv,
+        expected,
+        rtol=1e-10,
+        atol=1e-12 * magnitude(problem, v, expected),
+        what="H v vs celib.torch_ops.cross_entropy's double backward",
+    )
 
 
 @EXAMPLES
@@ -190,13 +214,19 @@ def test_float32_close_to_float64(problem):
     assert hv.dtype == np.float32
     p64 = dict(problem, logits=problem["logits"].astype(np.float64))
     expected = _hvp(p64, v.astype(np.float64))
-    assert_agrees(hv, expected, rtol=1e-4, atol=1e-5 * magnitude(problem, v, expected),
-                  what="float32 vs float64")
+    assert_agrees(
+        hv,
+        expected,
+        rtol=1e-4,
+        atol=1e-5 * magnitude(problem, v, expected),
+        what="float32 vs float64",
+    )
 
 
 # ---------------------------------------------------------------------------
 # finite differences of cross_entropy_grad along v
 # ---------------------------------------------------------------------------
+
 
 @EXAMPLES
 @given(problems(np.float64, scales=(1.0, 3.0), allow_masked=False, max_dim=3))
@@ -204,7 +234,7 @@ def test_agrees_with_finite_differences_of_the_gradient(problem):
     x, t, g, opts = problem["logits"], problem["target"], problem["grad_output"], problem["options"]
     v = _direction(problem)
     hv = _hvp(problem, v)
-    if np.isnan(celib.cross_entropy(x, t, **opts)).any():   # 'mean' over a total weight of 0
+    if np.isnan(celib.cross_entropy(x, t, **opts)).any():  # 'mean' over a total weight of 0
         assert np.all(np.isnan(hv) | (hv == 0))
         return
     h = 1e-5
@@ -264,15 +294,15 @@ def test_masked_class_gets_zero():
 
 def test_mean_of_nothing_is_nan():
     hv = celib.cross_entropy_hvp(X, np.full(4, -100), V)
-    assert np.all(hv == 0)                       # every row ignored: exactly zero
+    assert np.all(hv == 0)  # every row ignored: exactly zero
     hv = celib.cross_entropy_hvp(X, np.array([2, 2, 2, 2]), V, weight=W)
-    assert np.all(np.isnan(hv))                  # kept targets of total weight 0: NaN, as the loss
+    assert np.all(np.isnan(hv))  # kept targets of total weight 0: NaN, as the loss
 
 
 @pytest.mark.parametrize("shape", [(0, 5), (0, 5, 3), (2, 5, 0), (2, 0), (3, 0, 2)])
 def test_empty_shapes(shape):
     x = np.zeros(shape)
-    t = np.full(shape[:1] + shape[2:], 0 if shape[1] else -100, np.int64)   # C = 0: ignored
+    t = np.full(shape[:1] + shape[2:], 0 if shape[1] else -100, np.int64)  # C = 0: ignored
     for target in (t, np.zeros(shape)):
         for reduction in ("none", "mean", "sum"):
             hv = celib.cross_entropy_hvp(x, target, np.zeros(shape), reduction=reduction)
@@ -291,17 +321,21 @@ def test_confident_rows_keep_relative_accuracy():
     assert hv[0, 0] != 0
 
 
-@pytest.mark.parametrize("dtype,weight,grad_output", [
-    (np.float64, 1.5e308, 2.0),      # s_n A_n = 3e308 overflows float64
-    (np.float32, 1e30, 1e12),        # s_n A_n = 1e42 overflows float32, |Hv| about 1e35
-])
+@pytest.mark.parametrize(
+    "dtype,weight,grad_output",
+    [
+        (np.float64, 1.5e308, 2.0),  # s_n A_n = 3e308 overflows float64
+        (np.float32, 1e30, 1e12),  # s_n A_n = 1e42 overflows float32, |Hv| about 1e35
+    ],
+)
 def test_product_representable_although_scale_times_mass_overflows(dtype, weight, grad_output):
     """H v is linear in the class weights: with weights w / 1e10 and the result times 1e10
     nothing overflows; s_n A_n itself is beyond the dtype's range (torch gives NaN here)."""
     v = V * (1e-6 if dtype == np.float32 else 1.0)
     kw = {"reduction": "sum", "label_smoothing": 0.2, "grad_output": grad_output}
-    hv = celib.cross_entropy_hvp(X.astype(dtype), Y, v.astype(dtype),
-                                 weight=np.full(5, weight, dtype), **kw)
+    hv = celib.cross_entropy_hvp(
+        X.astype(dtype), Y, v.astype(dtype), weight=np.full(5, weight, dtype), **kw
+    )
     expected = celib.cross_entropy_hvp(X, Y, v, weight=np.full(5, weight / 1e10), **kw) * 1e10
     assert hv.dtype == dtype and np.all(np.isfinite(hv))
     np.testing.assert_allclose(hv, expected, rtol=1e-12 if dtype == np.float64 else 1e-5)
@@ -317,22 +351,33 @@ def test_float16_input_returns_float16():
 # errors and the caller's arrays
 # ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("bad", [
-    dict(logits=X.astype(np.int64)),
-    dict(target=Y.astype(np.float64)),
-    dict(target=np.array([0, 9, 1, 2])),
-    dict(target=Y[:3]),
-    dict(weight=W[:3]),
-    dict(reduction="average"),
-    dict(label_smoothing=1.5),
-    dict(ignore_index=1.0),
-    dict(target=np.abs(V), ignore_index=0),
-    dict(grad_output=np.ones(4)),
-    dict(reduction="none", grad_output=np.ones(3)),
-])
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        dict(logits=X.astype(np.int64)),
+        dict(target=Y.astype(np.float64)),
+        dict(target=np.array([0, 9, 1, 2])),
+        dict(target=Y[:3]),
+        dict(weight=W[:3]),
+        dict(reduction="average"),
+        dict(label_smoothing=1.5),
+        dict(ignore_index=1.0),
+        dict(target=np.abs(V), ignore_index=0),
+        dict(grad_output=np.ones(4)),
+        dict(reduction="none", grad_output=np.ones(3)),
+    ],
+)
 def test_same_errors_as_the_gradient(bad):
-    kwargs = dict(logits=X, target=Y, weight=None, ignore_index=-100, reduction="mean",
-                  label_smoothing=0.0, grad_output=None)
+    kwargs = dict(
+        logits=X,
+        target=Y,
+        weight=None,
+        ignore_index=-100,
+        reduction="mean",
+        label_smoothing=0.0,
+        grad_output=None,
+    )
     kwargs.update(bad)
     with pytest.raises(Exception) as expected:
         celib.cross_entropy_grad(**kwargs)
@@ -343,8 +388,11 @@ def test_same_errors_as_the_gradient(bad):
 
 
 def test_direction_of_the_wrong_shape():
-    with pytest.raises(ValueError, match=r"v of shape \(5, 4\) does not match logits of shape "
-                                         r"\(4, 5\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"v of shape \(5, 4\) does not match logits of shape "
+        r"\(4, 5\)",
+    ):
         celib.cross_entropy_hvp(X, Y, V.T)
 
 
@@ -354,11 +402,22 @@ def test_direction_must_be_float():
 
 
 def test_inputs_not_modified():
-    arrays = dict(logits=np.array(X), target=np.array(Y), v=np.array(V), weight=np.array(W),
-                  grad_output=np.array(2.0))
+    arrays = dict(
+        logits=np.array(X),
+        target=np.array(Y),
+        v=np.array(V),
+        weight=np.array(W),
+        grad_output=np.array(2.0),
+    )
     before = {k: a.copy() for k, a in arrays.items()}
-    celib.cross_entropy_hvp(arrays["logits"], arrays["target"], arrays["v"], weight=arrays["weight"],
-                            grad_output=arrays["grad_output"], label_smoothing=0.2)
+    celib.cross_entropy_hvp(
+        arrays["logits"],
+        arrays["target"],
+        arrays["v"],
+        weight=arrays["weight"],
+        grad_output=arrays["grad_output"],
+        label_smoothing=0.2,
+    )
     q = celib.softmax(X)
     q_before = q.copy()
     xk = RNG.standard_normal((2, 5, 3))
