@@ -392,9 +392,9 @@ def test_hide_input_cells_are_behind_a_toggle(built_book):
         if not hidden:
             continue
         text = page.read_text(encoding="utf-8")
-        cells = re.findall(r'<div class="cell tag_hide-input[^"]*"', text)
+        cells = re.findall(r'<div class="cell [^"]*\btag_hide-input\b[^"]*"', text)
         toggles = re.findall(
-            r'<div class="cell tag_hide-input[^"]*">\s*'
+            r'<div class="cell [^"]*\btag_hide-input\b[^"]*">\s*'
             r'<details class="[^"]*\bhide above-input\b',
             text,
         )

@@ -1,7 +1,7 @@
 """The public cross-entropy of the torch path: checks, then the torch or the Triton backend.
 
 Under a torch.func transform (or forward-mode AD) the loss is computed by
-:mod:`celib.torch_ops.functional` instead, in plain torch ops.
+``celib.torch_ops.functional`` instead, in plain torch ops.
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ def cross_entropy(
         differentiable (create_graph=True); the Triton backend raises there. Under
         torch.func's grad, jacrev, jacfwd, jvp, vmap (over the logits, or probability
         targets) and forward-mode AD the loss is computed in plain torch ops instead
-        (:mod:`celib.torch_ops.functional`), with the same values.
+        (``celib.torch_ops.functional``), with the same values.
 
     Raises
     ------
