@@ -430,3 +430,48 @@ def test_inputs_not_modified():
     np.testing.assert_array_equal(q, q_before)
     np.testing.assert_array_equal(xk, xk_before)
     np.testing.assert_array_equal(vk, vk_before)
+
+
+def _torch_double_backward_cross_entropy(x, t, v, grad_output=None, **options):
+    """H v by torch's double backward of F.cross_entropy, float64, as the deviations page."""
+    xt = torch.tensor(x, requires_grad=True)
+    if options.get("weight") is not None:
+        options["weight"] = torch.tensor(options["weight"])
+    loss = F.cross_entropy(xt, torch.tensor(t), **options)
+    g = torch.ones_like(loss) if grad_output is None else torch.tensor(grad_output)
+    (grad,) = torch.autograd.grad(loss, xt, g, create_graph=True)
+    (hv,) = torch.autograd.grad(grad, xt, torch.tensor(v))
+    return hv.numpy()
+
+
+@pytest.mark.parametrize("entry", [np.nan, np.inf, -np.inf], ids=["nan", "plus_inf", "minus_inf"])
+def test_deviation_hvp_ignored_row_with_non_finite_direction(entry):
+    """An ignored row whose direction v holds NaN or an infinity: torch's double backward
+    gives NaN on that row (0 times the non-finite v), celib exactly 0 (deviation 15, the
+    second-order counterpart of test_deviation_ignored_row_without_softmax)."""
+    x, t = np.array([[2.0, 0.0, 0.5], [0.1, 0.2, 0.3]]), np.array([0, -100])
+    v = np.array([[1.0, -1.0, 0.5], [entry, 0.0, 1.0]])
+    hv = celib.cross_entropy_hvp(x, t, v)
+    torch_hv = _torch_double_backward_cross_entropy(x, t, v)
+    assert np.all(np.isnan(torch_hv[1])) and np.all(hv[1] == 0)
+    np.testing.assert_allclose(hv[0], torch_hv[0], rtol=1e-12)
+
+
+@pytest.mark.parametrize("case", ["grad_output", "weight"])
+def test_deviation_hvp_infinite_grad_output_or_weight(case):
+    """An infinite grad_output ('none') or an infinite weight on a target class: torch's
+    double backward gives NaN on the whole row (inf - inf), celib s A h = +-inf with the
+    sign of the finite h = p * (v - p . v) (deviation 16, as test_deviation_infinite_grad_output)."""
+    x, t = np.array([[2.0, 0.0, 0.5], [0.1, 0.2, 0.3]]), np.array([0, 2])
+    v = np.array([[1.0, -1.0, 0.5], [0.5, 1.0, -2.0]])
+    if case == "grad_output":
+        options = dict(grad_output=np.array([np.inf, 1.0]), reduction="none")
+    else:
+        options = dict(weight=np.array([np.inf, 1.0, 1.0]), reduction="none")
+    hv = celib.cross_entropy_hvp(x, t, v, **options)
+    torch_hv = _torch_double_backward_cross_entropy(x, t, v, **options)
+    finite = celib.cross_entropy_hvp(x, t, v, reduction="none")  # the same h, s A = 1
+    assert np.all(np.isnan(torch_hv[0]))
+    assert np.all(np.isinf(hv[0])) and np.array_equal(np.sign(hv[0]), np.sign(finite[0]))
+    assert np.array_equal(np.sign(hv[0]), [1.0, -1.0, -1.0])
+    np.testing.assert_allclose(hv[1], torch_hv[1], rtol=1e-12)

@@ -482,3 +482,23 @@ def test_torch_ops_does_not_import_triton():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
+
+
+def test_deviation_subnormal_gradient_entries_flushed_to_zero():
+    """float32, a confident row (the other class 100 below the true one): torch's gradient
+    there is p = exp(-100), a subnormal float32 (about 3.8e-44); celib.torch_ops flushes exp
+    results below the smallest normal number (1.2e-38) to 0 for speed (rows.exp_flushed_),
+    so its gradient is 0. The NumPy reference keeps the subnormals (deviation 17)."""
+    x = torch.tensor([[0.0, -100.0]], requires_grad=True)
+    t = torch.tensor([0])
+    torch.nn.functional.cross_entropy(x, t).backward()
+    torch_grad = x.grad.clone()
+    x.grad = None
+    cross_entropy(x, t, backend="torch").backward()
+    tiny = torch.finfo(torch.float32).tiny
+    assert torch.all((torch_grad[0, 1:] > 0) & (torch_grad[0, 1:] < tiny))
+    assert torch.all(x.grad == 0)
+    ref = reference.cross_entropy_grad(x.detach().numpy(), t.numpy())
+    assert ref.dtype == np.float32
+    np.testing.assert_allclose(ref[0, 1:], torch_grad[0, 1:].numpy(), rtol=0.1)  # a few ulps
+    assert -tiny < ref[0, 0] < 0  # -p of the other class, subnormal too; torch rounds to 0
