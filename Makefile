@@ -40,8 +40,9 @@ test: $(STAMP)
 	ATEN_CPU_CAPABILITY=default $(BIN)/python -m pytest chapters
 
 # JupyterLab in .venv, celib installed: open chapters/en/ or chapters/zh/ and run the notebooks.
+# As root (a container), JupyterLab refuses to start without --allow-root.
 lab: $(STAMP)
-	$(BIN)/jupyter lab --ServerApp.root_dir="$(CURDIR)" chapters
+	$(BIN)/jupyter lab --ServerApp.root_dir="$(CURDIR)" $(if $(filter 0,$(shell id -u)),--allow-root) chapters
 
 clean:
 	rm -rf _build

@@ -51,6 +51,23 @@ def test_a_dict_return_is_reported_as_such_not_as_a_conversion_error(capsys):
     assert "could not convert" not in out
 
 
+def test_a_none_return_asks_about_the_missing_return(capsys):
+    def no_return(x, y):
+        celib.cross_entropy_grad(x, y)
+
+    def no_return_tuple(X, y, W, b):
+        pass
+
+    for lang, phrase in (
+        ("en", "returned None: does it end with a `return`?"),
+        ("zh", "回傳 None：是不是少了 `return`？"),
+    ):
+        ch02.check_gradient(no_return, lang=lang)
+        ch07.check_linear_grads(no_return_tuple, lang=lang)
+        out = capsys.readouterr().out
+        assert out.count(phrase) == 2, out
+
+
 def test_the_part_that_differs_is_named_and_matrices_are_not_dumped(capsys):
     def db_wrong(X, y, W, b):
         G = celib.cross_entropy_grad(X @ W + b, y)

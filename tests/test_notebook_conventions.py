@@ -13,6 +13,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import unicodedata
 
 import pytest
 from book_helpers import ROOT, load_notebook, notebooks, output_text, source, tags
@@ -133,7 +134,7 @@ def test_exercises_follow_the_five_cell_layout(path):
         assert lines[1].startswith(heading) and len(lines[1]) > len(heading), (
             f"{where}: the heading must start with {heading!r}"
         )
-        assert {"en": "**Precision:**", "zh": "**精度：**"}[lang] in source(statement), (
+        assert {"en": "**Precision:**", "zh": "**精度**："}[lang] in source(statement), (
             f"{where}: the statement must state the precision asked for"
         )
         m = re.match(r"def (my_\w+)\(", source(stub))
@@ -240,6 +241,51 @@ def test_taiwan_terms_in_zh_prose(path):
         f"{path.name}: mainland terms {used}; use the Taiwan terms of "
         f"shared/zh-style.md (only the glossary lists both)"
     )
+
+
+def _is_punct(ch):
+    return unicodedata.category(ch).startswith(("P", "S"))
+
+
+def unclosed_bold(markdown):
+    """The ``**`` runs CommonMark will not take as emphasis: a closing ``**`` right after
+    punctuation and right before a letter (``**精度：**以``), or an opening one right after a
+    letter and right before punctuation. They show as literal asterisks in the book."""
+    bad = []
+    for para in re.split(r"\n\s*\n", markdown):
+        para = re.sub(r"`[^`]*`|\$\$.*?\$\$|\$[^$]*\$", "x", para, flags=re.S)
+        for k, m in enumerate(re.finditer(r"\*\*", para)):
+            before = para[m.start() - 1] if m.start() else " "
+            after = para[m.end()] if m.end() < len(para) else " "
+            if k % 2 == 0:
+                wrong = not before.isspace() and not _is_punct(before) and _is_punct(after)
+            else:
+                wrong = _is_punct(before) and not after.isspace() and not _is_punct(after)
+            if wrong:
+                bad.append(para[max(0, m.start() - 12) : m.end() + 12].replace("\n", " "))
+    return bad
+
+
+@pytest.mark.parametrize("path", ZH_PARAMS)
+def test_bold_renders_in_zh_prose(path):
+    bad = unclosed_bold(_text(path))
+    assert not bad, (
+        f"{path.name}: a `**` CommonMark will not close shows its asterisks; put full-width "
+        f"punctuation outside the bold (`**精度**：以`, not `**精度：**以`):\n" + "\n".join(bad)
+    )
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("**精度**：以 float64", []),
+        ("**精度：**以 float64", ["**精度：**以 float64"]),
+        ("。**標籤平滑（label smoothing）**則不", ["l smoothing）**則不"]),
+        ("**Precision:** work, `a**b`, $x^{**}$", []),
+    ],
+)
+def test_unclosed_bold_detector(text, expected):
+    assert unclosed_bold(text) == expected
 
 
 def test_nbval_runs_kernels_in_the_notebook_folder(tmp_path):

@@ -46,6 +46,7 @@ MESSAGES = {
         "transposed": " (the transpose?)",
         "dtype": "  {what}your function returned {actual} values; this exercise asks for float64",
         "not_array": "  {what}expected a number or an array of numbers, got {actual}",
+        "none": "  {what}your function returned None: does it end with a `return`?",
         "not_tuple": "  expected a tuple of {k} ({names}), got {actual}",
         "part": "  {what} differs",
         "first_diff": "  first differing entries ({count} of {size} differ):",
@@ -68,6 +69,7 @@ MESSAGES = {
         "transposed": "（是不是轉置了？）",
         "dtype": "  {what}你的函式回傳 {actual} 的值；這個練習要求 float64",
         "not_array": "  {what}預期是一個數或由數構成的陣列，實際為 {actual}",
+        "none": "  {what}你的函式回傳 None：是不是少了 `return`？",
         "not_tuple": "  預期回傳 {k} 個值的 tuple（{names}），實際為 {actual}",
         "part": "  {what} 不同",
         "first_diff": "  最先出現差異的元素（{size} 個中有 {count} 個不同）：",
@@ -231,7 +233,9 @@ def _as_array(value, msg, what, *, exact):
             value = value.detach().cpu().numpy()
         except Exception:  # bfloat16 and the like: no NumPy dtype
             raise _Mismatch([msg["dtype"].format(what=prefix, actual=str(value.dtype))]) from None
-    if isinstance(value, (dict, str, bytes, set)) or value is None:
+    if value is None:
+        raise _Mismatch([msg["none"].format(what=prefix)])
+    if isinstance(value, (dict, str, bytes, set)):
         raise _Mismatch([msg["not_array"].format(what=prefix, actual=_describe(value))])
     try:
         arr = np.asarray(value)
@@ -305,6 +309,8 @@ def _check_one(actual_raw, expected_raw, case, msg, outputs, exact):
         actual = _as_array(actual_raw, msg, "", exact=exact)
         return _compare(actual, expected, case, msg, "")
     names = tuple(outputs)
+    if actual_raw is None:
+        raise _Mismatch([msg["none"].format(what="")])
     if (
         hasattr(actual_raw, "detach")
         or isinstance(actual_raw, (np.ndarray, dict, str))
