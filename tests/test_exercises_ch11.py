@@ -24,7 +24,8 @@ def row_right(z, a):
 
 def hvp_right(Z, y, V):
     P = softmax_rows(Z)
-    return (P * V - P * (P * V).sum(axis=1, keepdims=True)) / len(Z)
+    U = V - np.take_along_axis(V, np.argmax(Z, axis=1)[:, None], axis=1)  # keeps confident rows
+    return P * (U - (P * U).sum(axis=1, keepdims=True)) / len(Z)
 
 
 # --- exercise 3: power iteration ---------------------------------------------
@@ -100,8 +101,8 @@ def test_reports_in_both_languages(capsys):
     assert ch11.check_hvp(hvp_right, lang="en")
     assert ch11.check_hvp(hvp_right, lang="zh")
     en, zh = capsys.readouterr().out.splitlines()
-    assert en == "✓ Exercise 11.2, my_hvp: all 5 cases pass."
-    assert zh == "✓ 練習 11.2，my_hvp：全部 5 個測試案例通過。"
+    assert en == "✓ Exercise 11.2, my_hvp: all 6 cases pass."
+    assert zh == "✓ 練習 11.2，my_hvp：全部 6 個測試案例通過。"
 
 
 def test_a_failure_prints_the_first_failing_case(capsys):
@@ -110,7 +111,7 @@ def test_a_failure_prints_the_first_failing_case(capsys):
     exec(source, namespace)  # noqa: S102 (the checker's own wrong answer)
     assert ch11.check_hvp(namespace["my_hvp"], lang="en").status == "fail"
     out = capsys.readouterr().out
-    assert out.startswith("✗ Exercise 11.2, my_hvp: case 1 of 5") and "the transpose?" in out
+    assert out.startswith("✗ Exercise 11.2, my_hvp: case 1 of 6") and "the transpose?" in out
 
 
 # -- every typical wrong answer in ch11.WRONG_ANSWERS / MORE_WRONG_ANSWERS is rejected --------

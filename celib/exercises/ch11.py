@@ -94,7 +94,7 @@ def check_row_hessian(fn, *, lang=None, quiet=False):
     -------
     CheckResult
         Truthy only when every case matches (rtol 1e-6, atol 1e-9; atol 1e-15 for
-        the confident row), float64.
+        the confident row, 1e-30 where it needs the shift), float64.
     """
     return run_checker(
         exercise_title("11.1", "my_row_hessian"),
@@ -148,6 +148,20 @@ def _hvp_cases():
             {"en": "a confident row and a uniform row", "zh": "一列極有把握，一列均勻"},
             atol=1e-15,
         ),
+        # p . v rounds to v_0 here, so P * (V - P . V) loses entry 0 (about -6e-18)
+        # entirely; shifting V by its entry at the most probable class keeps every digit.
+        Case(
+            {
+                "Z": np.array([[40.0, 0.0, 0.0]]),
+                "y": np.array([0]),
+                "V": np.array([[1.0, 2.0, 3.0]]),
+            },
+            {
+                "en": "a confident row, V nonzero on its top class (needs the shift)",
+                "zh": "一列極有把握，V 在最可能的類別上不為 0（需要平移）",
+            },
+            atol=1e-30,
+        ),
     ]
 
 
@@ -171,7 +185,7 @@ def check_hvp(fn, *, lang=None, quiet=False):
     -------
     CheckResult
         Truthy only when every case matches (rtol 1e-6, atol 1e-9; atol 1e-15 for
-        the confident row), float64 (N, C).
+        the confident row, 1e-30 where it needs the shift), float64 (N, C).
     """
     return run_checker(
         exercise_title("11.2", "my_hvp"), fn, _hvp_reference, _hvp_cases(), lang=lang, quiet=quiet
@@ -359,6 +373,11 @@ MORE_WRONG_ANSWERS = {
         ),
         "the gradient instead of H V": (
             "def my_hvp(Z, y, V):\n    return celib.cross_entropy_grad(Z, y)\n"
+        ),
+        "no shift: a confident row loses its true-class entry": (
+            "def my_hvp(Z, y, V):\n"
+            "    P = celib.softmax(Z, axis=1)\n"
+            "    return (P * V - P * (P * V).sum(axis=1, keepdims=True)) / len(Z)\n"
         ),
         "float32": (
             "def my_hvp(Z, y, V):\n"
