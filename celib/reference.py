@@ -266,6 +266,12 @@ class _IndexTarget:
             grad -= (scale[:, None] * self.spread).astype(grad.dtype)
         grad[self.rows, self.y] -= (scale * self.onehot_coef).astype(grad.dtype)
 
+    def dense(self, rows):
+        """The effective target a_n of the given rows, as a (len(rows), C) float64 array."""
+        out = np.where(self.keep[rows, None], self.spread, 0.0)
+        out[np.arange(len(rows)), self.y[rows]] += self.onehot_coef[rows]
+        return out
+
     def mean_denominator(self):
         """Sum of the true classes' weights over kept targets (the count without weights)."""
         with np.errstate(over="ignore"):  # weights near the float maximum: inf
@@ -295,6 +301,9 @@ class _ProbabilityTarget:
 
     def subtract_from(self, grad, scale):
         grad -= (scale[:, None] * self.a).astype(grad.dtype)
+
+    def dense(self, rows):
+        return self.a[rows]
 
     def mean_denominator(self):
         """The number of elements N * d1 * ... * dk, whatever the weights.
@@ -338,6 +347,18 @@ def _times(coef, value):
     """coef * value, but exactly 0 where coef is 0 (even if value is inf); inf beyond the range."""
     with np.errstate(invalid="ignore", over="ignore"):
         return np.where(coef != 0, coef * value, 0.0)
+
+
+def _product(s, A, h, shift=0):
+    """s_n A_n h_n 2^shift row by row, float64, without forming s_n A_n (beyond the range).
+
+    s, A: (K,) finite float64; h: (K, C). The product of the mantissas of s_n and A_n
+    (np.frexp, in [1/4, 1)) times h_n, scaled by 2 to the sum of their exponents and
+    ``shift`` (np.ldexp): inf only where the result itself lies beyond float64's range.
+    """
+    ms, es = np.frexp(s)
+    ma, ea = np.frexp(A)
+    return np.ldexp((ms * ma)[:, None] * h.astype(np.float64), (es + ea + shift)[:, None])
 
 
 # ---------------------------------------------------------------------------
@@ -398,17 +419,29 @@ class _Problem:
 
     def scale(self, grad_output):
         """s_n = the upstream gradient divided by the reduction's denominator (float64)."""
+        s, shift = self.scale_parts(grad_output)
+        with np.errstate(over="ignore"):  # 1 / a subnormal total: inf
+            return np.ldexp(s, shift) if shift else s
+
+    def scale_parts(self, grad_output):
+        """s_n as r_n 2^shift: shift is 0 but for a subnormal 'mean' denominator (then 64).
+
+        1 / d overflows for a subnormal d, while r_n = g_n / (d 2^64) is finite (and
+        r_n 2^64 is g_n / d exactly, rounded once).
+        """
         g = _checks.check_grad_output(grad_output, self.reduction, self.loss_shape)
         g = np.float64(1.0) if g is None else g.astype(np.float64)
         M = self.x.shape[0]
         if self.reduction == "none":
-            return np.broadcast_to(g, self.loss_shape).reshape(M)
+            return np.broadcast_to(g, self.loss_shape).reshape(M), 0
         if self.reduction == "sum":
-            return np.full(M, g)
+            return np.full(M, g), 0
         # mean: NaN for a zero denominator, as the loss (ignored elements still get 0)
-        denominator = self.target.mean_denominator()
-        with np.errstate(over="ignore", invalid="ignore"):  # a subnormal or infinite total
-            return np.full(M, g / denominator if denominator != 0 else np.nan)
+        denominator, shift = self.target.mean_denominator(), 0
+        if 0 < abs(denominator) < np.finfo(np.float64).tiny:
+            denominator, shift = np.ldexp(denominator, 64), 64
+        with np.errstate(over="ignore", invalid="ignore"):  # an infinite total
+            return np.full(M, g / denominator if denominator != 0 else np.nan), shift
 
     def unflatten(self, rows):
         """Inverse of the flattening: (M, C) back to logits' shape."""
@@ -589,6 +622,11 @@ def _loss_and_grad(problem, grad_output=None, with_grad=True):
     s = problem.scale(grad_output)  # s_n, float64
     A = a.mass()  # A_n = sum_c a_nc, float64
     grad = e
+    # rows whose s_n A_n / S_n lies beyond the range (huge class weights, a large grad_output,
+    # a subnormal 'mean' denominator) while their gradient need not: redone at the end
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        big = np.flatnonzero(np.isinf((s * A / S).astype(grad.dtype)) & np.isfinite(A) & (S >= 1))
+    e_big = grad[big].astype(np.float64) if big.size else None
     if isinstance(a, _IndexTarget):
         # p_y - 1 = -(sum of the other classes' e) / S. S - e_y gives that sum exactly
         # enough while p_y <= 1/2; in a confident row (p_y near 1) it would cancel and lose
@@ -607,5 +645,26 @@ def _loss_and_grad(problem, grad_output=None, with_grad=True):
             # the true class without cancellation: p_y A - a_y = A (p_y - 1) + (A - a_y),
             # with A - a_y the spread over the other classes
             grad[a.rows, a.y] = s * (A * (-others / S) + a.off_target())
+        if big.size:
+            _redo_rows_beyond_range(grad, problem, grad_output, big, e_big, S, A, others)
         grad[~a.keep] = 0  # ignored: exactly zero
         return problem.reduce(loss), _cast(problem.unflatten(grad), problem.grad_dtype)
+
+
+def _redo_rows_beyond_range(grad, problem, grad_output, big, e_big, S, A, others):
+    """grad_n = s_n A_n (p_n - a_n / A_n), in place, for the rows ``big`` whose s_n A_n overflows.
+
+    Only s_n A_n is beyond the range; its product with p_n - a_n / A_n (|.| <= 1 + |a_n| / |A_n|)
+    is formed from mantissas and exponents (:func:`_product`), inf only where the true value is.
+    The true class as in the usual path: p_y - a_y / A = -others / S + (A - a_y) / A. Rows
+    with an infinite or NaN grad_output keep the usual result.
+    """
+    a = problem.target
+    r, shift = problem.scale_parts(grad_output)
+    finite = np.isfinite(r[big])
+    big, e_big = big[finite], e_big[finite]
+    S, A = S[big].astype(np.float64), A[big]
+    h = e_big / S[:, None] - a.dense(big) / A[:, None]
+    if isinstance(a, _IndexTarget):
+        h[np.arange(big.size), a.y[big]] = -others[big] / S + a.off_target()[big] / A
+    grad[big] = _product(r[big], A, h, shift).astype(grad.dtype)

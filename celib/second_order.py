@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _checks
-from .reference import _Problem, _shifted_exp
+from .reference import _Problem, _product, _shifted_exp
 
 __all__ = ["cross_entropy_hvp"]
 
@@ -119,10 +119,6 @@ def cross_entropy_hvp(
         # representable, so form it from the mantissas and exponents of s_n and A_n
         big = np.flatnonzero(np.isinf(coef[:, 0]) & np.isfinite(s) & np.isfinite(A))
         if big.size:
-            ms, es = np.frexp(s[big])
-            ma, ea = np.frexp(A[big])
-            hv[big] = np.ldexp(
-                (ms * ma)[:, None] * h[big].astype(np.float64), (es + ea)[:, None]
-            ).astype(x.dtype)
+            hv[big] = _product(s[big], A[big], h[big]).astype(x.dtype)
     hv[~a.keep] = 0  # ignored: exactly zero
     return problem.unflatten(hv).astype(problem.dtype, copy=False)

@@ -495,3 +495,72 @@ def test_float16_cast_of_subnormals_is_numpys_bit_for_bit():
         got, expected = _cast(a, np.float16), a.astype(np.float16)
         assert got.dtype == np.float16 and got.shape == a.shape
         np.testing.assert_array_equal(got.view(np.uint16), expected.view(np.uint16))
+
+
+HUGE_WEIGHT_CASES = {
+    # (rows, reduction, grad_output): s_n A_n overflows, s_n (p_n A_n - a_n) need not
+    "one row, sum": (1, "sum", 2.0),
+    "two rows, sum": (2, "sum", 2.0),
+    "two rows, none": (2, "none", np.array([2.0, 3.0])),
+}
+
+
+def _huge_weight_case(rows, reduction, grad_output):
+    x = np.random.default_rng(3).standard_normal((rows, 5))
+    y = np.array([0, 3])[:rows]
+    options = dict(weight=np.full(5, 1.5e308), reduction=reduction, label_smoothing=0.2)
+    return x, y, grad_output, options
+
+
+@pytest.mark.parametrize("case", HUGE_WEIGHT_CASES, ids=list(HUGE_WEIGHT_CASES))
+def test_huge_class_weights_give_the_finite_gradient(case):
+    # weights near the float maximum: s_n A_n = 2 * 1.5e308 overflowed before the small
+    # factor p_n - a_n / A_n multiplied it, so every entry was +-inf. The true gradient is
+    # 2^40 times that of the weights scaled by 2^-40 (exact powers of 2): finite but for
+    # a true class or a very probable class, truly beyond the range there
+    x, y, g, options = _huge_weight_case(*HUGE_WEIGHT_CASES[case])
+    loss, grad = celib_loss_and_grad(x, y, grad_output=g, **options)
+    small = dict(options, weight=np.ldexp(options["weight"], -40))
+    with np.errstate(over="ignore"):
+        expected = np.ldexp(celib.cross_entropy_grad(x, y, grad_output=g, **small), 40)
+    assert np.count_nonzero(np.isfinite(grad)) >= x.size - len(y) - 1
+    assert_same(grad, expected, rtol=1e-14)
+    assert np.array_equal(grad, celib.cross_entropy_grad(x, y, grad_output=g, **options))
+
+
+def test_mean_over_a_subnormal_total_weight_gives_the_finite_gradient():
+    # each weight 1e-310: the total 4e-310 is subnormal and 1 / total overflowed, so the
+    # gradient was +-inf. A weighted mean does not change when every weight is scaled by
+    # the same factor: with equal weights it is the unweighted 0.25 (p_n - onehot(y_n))
+    x, y = X, Y
+    for label_smoothing in (0.0, 0.2):
+        options = dict(weight=np.full(5, 1e-310), label_smoothing=label_smoothing)
+        loss, grad = celib_loss_and_grad(x, y, **options)
+        # (the smoothing's (eps / C) w is subnormal: rounded to about 40 bits)
+        rtol = 1e-14 if label_smoothing == 0 else 1e-11
+        scaled = dict(options, weight=np.ldexp(options["weight"], 200))  # normal, exact
+        assert_same(grad, celib.cross_entropy_grad(x, y, **scaled), rtol=rtol)
+        unweighted = celib.cross_entropy_grad(x, y, label_smoothing=label_smoothing)
+        assert_same(grad, unweighted, rtol=rtol)
+    p = celib.softmax(x)
+    np.testing.assert_allclose(
+        celib.cross_entropy_grad(x, y, np.full(5, 1e-310)), 0.25 * (p - np.eye(5)[y]), rtol=1e-12
+    )
+
+
+def test_deviation_huge_class_weights_finite_gradient_where_torch_overflows():
+    """torch forms s_n A_n first: its gradient is inf or NaN where celib's is finite."""
+    x, y, g, options = _huge_weight_case(*HUGE_WEIGHT_CASES["two rows, sum"])
+    grad = celib.cross_entropy_grad(x, y, grad_output=g, **options)
+    _, torch_grad = torch_loss_and_grad(x, y, grad_output=g, **options)
+    assert np.count_nonzero(np.isfinite(grad)) == 8  # of 10
+    assert not np.any(np.isfinite(torch_grad))
+
+
+def test_deviation_mean_over_a_subnormal_total_weight():
+    """torch divides by the subnormal total first: inf or NaN where celib's is finite."""
+    weight = np.full(5, 1e-310)
+    grad = celib.cross_entropy_grad(X, Y, weight)
+    _, torch_grad = torch_loss_and_grad(X, Y, weight=weight)
+    assert np.all(np.isfinite(grad))
+    assert not np.any(np.isfinite(torch_grad))
