@@ -42,6 +42,8 @@ import torch
 import torch.distributed as dist
 
 from . import _checks
+from .torch_ops import checks as _tchecks
+from .torch_ops import rows as _rows
 
 __all__ = [
     "communication_bytes_per_row",
@@ -52,26 +54,10 @@ __all__ = [
     "vocab_parallel_linear_cross_entropy",
 ]
 
-_FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
-
 
 # ---------------------------------------------------------------------------
 # local checks (no communication)
 # ---------------------------------------------------------------------------
-
-
-def _compute_dtype(dtype):
-    return torch.float64 if dtype == torch.float64 else torch.float32
-
-
-def _check_float_tensor(t, name):
-    if not isinstance(t, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-    if t.dtype not in _FLOAT_DTYPES:
-        raise TypeError(
-            f"{name} must hold floating-point numbers (float16, bfloat16, float32 "
-            f"or float64), got dtype {t.dtype}"
-        )
 
 
 def _check_int(value, name, minimum=None):
@@ -131,7 +117,7 @@ class _Spec:
         if target.device != device and device.type != "meta":
             raise ValueError(f"target is on {target.device} but the logits on {device}")
         if weight is not None:
-            _check_float_tensor(weight, "weight")
+            _tchecks.check_float_tensor(weight, "weight")
             if weight.dim() != 1:
                 raise ValueError(
                     f"weight must be the global (V,) class-weight vector, got shape "
@@ -286,34 +272,16 @@ def _agree(group, device, spec, error, target, weight):
 
 
 def _check_class_indices(target, V, ignore_index):
-    """The IndexError of celib._checks.check_class_indices, computed on the device."""
-    bad = (target != ignore_index) & ((target < 0) | (target >= V))
-    if bool(bad.any()):
-        flat = int(torch.nonzero(bad.reshape(-1))[0, 0])
-        position = tuple(int(i) for i in np.unravel_index(flat, tuple(target.shape)))
-        value = int(target.reshape(-1)[flat])
-        valid = f"0 to {V - 1}, or " if V else "none but "
-        raise IndexError(
-            f"target {value} at position {position} is out of bounds for {V} "
-            f"classes (valid: {valid}ignore_index={ignore_index}); the same error "
-            "is raised on every rank"
-        )
+    """celib.torch_ops' IndexError (computed on the device), saying that every rank raises it."""
+    try:
+        _tchecks.check_class_indices(target, V, ignore_index)
+    except IndexError as exc:
+        raise IndexError(f"{exc}; the same error is raised on every rank") from None
 
 
 # ---------------------------------------------------------------------------
 # the effective target on this rank's columns
 # ---------------------------------------------------------------------------
-
-
-def _times(coef, value):
-    """coef * value, exactly 0 where coef is 0 (even where value is inf or NaN)."""
-    return torch.where(coef != 0, coef * value, 0.0)
-
-
-def _no_softmax_nan(loss, log_s):
-    """NaN for a row with no softmax (all -inf, a +inf or a NaN: log_s not finite), even where
-    its effective target is all zero (zero weights or probabilities), as celib.reference."""
-    return torch.where(torch.isfinite(log_s), loss, math.nan)
 
 
 class _IndexTarget:
@@ -363,13 +331,13 @@ class _IndexTarget:
     def finish(self, log_s, sums, lo, hi):
         """loss_n = alpha (lse - x_y) + beta sum_c w_c (lse - x_c), in shifted terms; A_n."""
         alpha = self.alpha[lo:hi]
-        loss = _times(alpha, log_s - sums[0])
+        loss = _rows.times(alpha, log_s - sums[0])
         mass = alpha
         if self.beta is not None:
             beta = self.beta[lo:hi]
-            loss = loss + _times(beta, log_s * self.sum_w - sums[1])
+            loss = loss + _rows.times(beta, log_s * self.sum_w - sums[1])
             mass = alpha + beta * self.sum_w
-        return torch.where(self.keep[lo:hi], _no_softmax_nan(loss, log_s), 0.0), mass
+        return torch.where(self.keep[lo:hi], _rows.no_softmax_is_nan(loss, log_s), 0.0), mass
 
     def grad(self, p, s, mass, lo, hi):
         """s (p A - a) on this rank's columns, in place of p."""
@@ -413,8 +381,8 @@ class _ProbTarget:
 
     def finish(self, log_s, sums, lo, hi):
         ax, mass = sums
-        loss = _times(mass, log_s) - ax
-        return (_no_softmax_nan(loss, log_s) if self.V else loss), mass  # V = 0: empty sums
+        loss = _rows.times(mass, log_s) - ax
+        return (_rows.no_softmax_is_nan(loss, log_s) if self.V else loss), mass  # V = 0: empty sums
 
     def grad(self, p, s, mass, lo, hi):
         s = s if s.dim() == 0 else s[lo:hi]
@@ -473,19 +441,7 @@ def _scale(reduction, denom, grad_output, M, cdt):
         return g.reshape(M)
     if reduction == "sum":
         return g
-    return _mean(g, denom)
-
-
-def _mean(total, denom):
-    return torch.where(denom != 0, total / denom, torch.full_like(total, float("nan")))
-
-
-def _reduce(loss, spec, denom):
-    if spec.reduction == "none":
-        return loss.reshape(spec.loss_shape)
-    if spec.reduction == "sum":
-        return loss.sum()
-    return _mean(loss.sum(), denom)
+    return _rows.mean(g, denom)  # NaN for a zero denominator, like the loss
 
 
 class _VocabParallelCE(torch.autograd.Function):
@@ -493,14 +449,14 @@ class _VocabParallelCE(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, local_logits, target, weight, spec, V, group):
-        cdt = _compute_dtype(local_logits.dtype)
+        cdt = _tchecks.compute_dtype(local_logits.dtype)
         x = spec.rows(local_logits).to(cdt)
         tgt = _make_target(spec, target, weight, V, cdt)
         lse, loss, mass = _forward_rows(x, tgt, 0, spec.M, group)
         denom = tgt.denominator()
         ctx.spec, ctx.tgt, ctx.denom = spec, tgt, denom
         ctx.save_for_backward(local_logits, lse, mass)
-        return _reduce(loss, spec, denom).to(local_logits.dtype)
+        return _rows.reduce(spec, loss, denom).to(local_logits.dtype)
 
     @staticmethod
     def backward(ctx, grad_output):
@@ -628,9 +584,12 @@ def vocab_parallel_cross_entropy(
     Derivation: chapter 12 of the book; formula of the effective target a_n and the
     scale s_n: ``celib.reference``.
     """
-    if not isinstance(local_logits, torch.Tensor) or local_logits.dtype not in _FLOAT_DTYPES:
+    if (
+        not isinstance(local_logits, torch.Tensor)
+        or local_logits.dtype not in _tchecks.FLOAT_DTYPES
+    ):
         try:
-            _check_float_tensor(local_logits, "local_logits")
+            _tchecks.check_float_tensor(local_logits, "local_logits")
         except TypeError as exc:  # reach the exchange anyway: the other ranks must not hang
             _prepare_failed(group, exc, local_logits)
     spec, V, group = _prepare(
@@ -668,7 +627,7 @@ class _VocabParallelLinearCE(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, W, b, target, weight, spec, V, group, chunk):
-        cdt = _compute_dtype(x.dtype)
+        cdt = _tchecks.compute_dtype(x.dtype)
         N = spec.M
         tgt = _make_target(spec, target, weight, V, cdt)
         denom = tgt.denominator()
@@ -691,7 +650,7 @@ class _VocabParallelLinearCE(torch.autograd.Function):
             if precompute:
                 g = tgt.grad(torch.exp(zc - lse[lo:hi, None]), s, mass, lo, hi).to(x.dtype)
                 _linear_grads_add(g, x, W, lo, hi, gx, gw, gb)
-        out = _reduce(loss, spec, denom)
+        out = _rows.reduce(spec, loss, denom)
         ctx.spec, ctx.tgt, ctx.denom, ctx.chunk, ctx.want = spec, tgt, denom, chunk, want
         ctx.grads = (gx, gw, None if gb is None else gb.to(W.dtype)) if precompute else None
         if not precompute:
@@ -810,7 +769,7 @@ def vocab_parallel_linear_cross_entropy(
     error = None
     try:
         for t, name in ((input, "input"), (local_linear_weight, "local_linear_weight")):
-            _check_float_tensor(t, name)
+            _tchecks.check_float_tensor(t, name)
         if input.dim() not in (1, 2):
             raise ValueError(f"input must have shape (H,) or (N, H), got {tuple(input.shape)}")
         if local_linear_weight.dim() != 2 or local_linear_weight.shape[1] != input.shape[-1]:
@@ -821,7 +780,7 @@ def vocab_parallel_linear_cross_entropy(
             )
         V_local = local_linear_weight.shape[0]
         if linear_bias is not None:
-            _check_float_tensor(linear_bias, "linear_bias")
+            _tchecks.check_float_tensor(linear_bias, "linear_bias")
             if tuple(linear_bias.shape) != (V_local,):
                 raise ValueError(
                     f"linear_bias of shape {tuple(linear_bias.shape)} does not "
