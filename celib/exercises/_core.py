@@ -143,6 +143,15 @@ class CheckResult:
         pass
 
 
+def first_wrong_answers(more_wrong_answers):
+    """``WRONG_ANSWERS`` of a chapter: the first typical mistake listed for each exercise.
+
+    ``more_wrong_answers`` maps a learner function's name to {description: source}; the
+    Run All test pastes the first source of each into the stub and requires ✗.
+    """
+    return {name: next(iter(variants.values())) for name, variants in more_wrong_answers.items()}
+
+
 def exercise_title(number, fn_name):
     """The one title style of every checker: 'Exercise 2.1, my_gradient' / '練習 2.1，my_gradient'."""
     return {"en": f"Exercise {number}, {fn_name}", "zh": f"練習 {number}，{fn_name}"}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import gradient_check, reference
-from ._core import Case, exercise_title, run_checker
+from ._core import Case, exercise_title, first_wrong_answers, run_checker
 
 __all__ = [
     "check_central_difference",
@@ -224,6 +224,4 @@ MORE_WRONG_ANSWERS = {
     },
 }
 
-WRONG_ANSWERS = {
-    name: next(iter(variants.values())) for name, variants in MORE_WRONG_ANSWERS.items()
-}
+WRONG_ANSWERS = first_wrong_answers(MORE_WRONG_ANSWERS)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import losses, reference
-from ._core import Case, exercise_title, run_checker
+from ._core import Case, exercise_title, first_wrong_answers, run_checker
 
 __all__ = [
     "check_bce_grad",
@@ -308,6 +308,4 @@ MORE_WRONG_ANSWERS = {
     },
 }
 
-WRONG_ANSWERS = {
-    name: next(iter(variants.values())) for name, variants in MORE_WRONG_ANSWERS.items()
-}
+WRONG_ANSWERS = first_wrong_answers(MORE_WRONG_ANSWERS)
