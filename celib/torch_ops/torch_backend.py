@@ -115,7 +115,8 @@ def _grad_differentiable(logits, target, spec, tgt, denom, grad_output, want):
         a, keep = tgt.a(0, spec.M, spec.rows(target)), None
     grad_logits = grad_target = None
     if want[0]:
-        g = s * (torch.exp(x - lse) * a.sum(dim=1, keepdim=True) - a)
+        s_kept = s if keep is None else torch.where(keep, s, 0.0)  # no 0 * NaN in a double backward
+        g = s_kept * (torch.exp(x - lse) * a.sum(dim=1, keepdim=True) - a)
         if keep is not None:  # ignored rows: exactly 0
             g = torch.where(keep, g, 0.0)
         grad_logits = spec.unrows(g.to(logits.dtype))
