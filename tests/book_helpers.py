@@ -96,6 +96,19 @@ def tags(cell):
     return set(cell.get("metadata", {}).get("tags", []))
 
 
+def markdown_texts(lang, skip=()):
+    """(label, text) for each markdown cell of an edition's notebooks and each of its .md
+    pages (except the file names in ``skip``)."""
+    folder = ROOT / "chapters" / lang
+    for path in sorted(folder.glob("*.ipynb")):
+        for i, cell in enumerate(load_notebook(path)["cells"], start=1):
+            if cell["cell_type"] == "markdown":
+                yield f"{path.relative_to(ROOT)} (cell {i})", source(cell)
+    for path in sorted(folder.glob("*.md")):
+        if path.name not in skip:
+            yield str(path.relative_to(ROOT)), path.read_text(encoding="utf-8")
+
+
 def output_text(output):
     text = output.get("text", "")
     return "".join(text) if isinstance(text, list) else text

@@ -15,8 +15,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import nbformat
 import pytest
+from book_helpers import markdown_texts
 
 ROOT = Path(__file__).resolve().parents[1]
 BIB = ROOT / "references.bib"
@@ -32,17 +32,6 @@ def bib_keys():
         for kind, key in ENTRY.findall(text)
         if kind.lower() not in ("comment", "string", "preamble")
     ]
-
-
-def markdown_texts(lang):
-    folder = ROOT / "chapters" / lang
-    for path in sorted(folder.glob("*.ipynb")):
-        nb = nbformat.read(path, as_version=4)
-        for i, cell in enumerate(nb.cells, start=1):
-            if cell.cell_type == "markdown":
-                yield f"{path.relative_to(ROOT)} (cell {i})", cell.source
-    for path in sorted(folder.glob("*.md")):
-        yield str(path.relative_to(ROOT)), path.read_text(encoding="utf-8")
 
 
 def cited_keys(lang):

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from book_helpers import markdown_texts
 
 ROOT = Path(__file__).resolve().parents[1]
 ZH = ROOT / "chapters" / "zh"
@@ -99,14 +100,7 @@ def is_simplified(ch):
 
 def zh_texts():
     """(label, text) for each markdown cell and each .md page of the zh edition."""
-    for path in sorted(ZH.glob("*.ipynb")):
-        nb = nbformat.read(path, as_version=4)
-        for i, cell in enumerate(nb.cells, start=1):
-            if cell.cell_type == "markdown":
-                yield f"{path.relative_to(ROOT)} (cell {i})", cell.source
-    for path in sorted(ZH.glob("*.md")):
-        if path != GLOSSARY:
-            yield str(path.relative_to(ROOT)), path.read_text(encoding="utf-8")
+    return markdown_texts("zh", skip=(GLOSSARY.name,))
 
 
 def problems_in(text, terms):
